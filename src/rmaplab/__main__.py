@@ -1,0 +1,5 @@
+import sys
+
+from rmaplab.cli import main
+
+sys.exit(main())

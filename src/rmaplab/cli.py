@@ -1,0 +1,174 @@
+"""Command-line interface (thin: each command calls one module function).
+
+Exit status: 0 success; 1 a check/validation found a difference or a
+violation; 2 bad input (one line naming file, line and problem); 3 the live
+kernel cannot be used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from rmaplab.errors import KernelUnavailable, RmaplabError, UsageError
+
+
+def _parse_all(files: Sequence[str]):
+    from rmaplab.scenario.parse import parse_file
+
+    if not files:
+        raise UsageError("no scenario file given")
+    return [parse_file(f) for f in files]
+
+
+def _per_file(files: Sequence[str], fn: Callable) -> list[str]:
+    """Parse every file first (so bad input prints nothing), then run."""
+    scs = _parse_all(files)
+    out: list[str] = []
+    for sc in scs:
+        lines = fn(sc)
+        if len(scs) > 1:
+            out.append(f"== {sc.path}")
+        out.extend(lines)
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from rmaplab.scenario.run import run_scenario
+
+    from rmaplab.designs import make_design
+
+    make_design(a.design)  # validate the name early
+    print("\n".join(_per_file(a.files, lambda sc: run_scenario(sc, a.design, extra=a.extra))))
+    return 0
+
+
+def cmd_kernel(a: argparse.Namespace) -> int:
+    from rmaplab.kernel.runner import run_on_kernel
+
+    print("\n".join(_per_file(a.files, lambda sc: run_on_kernel(sc, a.method, a.repeat))))
+    return 0
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from rmaplab.kernel.validate import validate_files
+
+    report, ok = validate_files(_parse_all(a.files), a.design, a.method, a.repeat)
+    print("\n".join(report))
+    return 0 if ok else 1
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from rmaplab.checkrun import check_files, check_random
+
+    from rmaplab.designs import make_design
+
+    for d in a.design.split(","):
+        make_design(d)
+    if a.random:
+        lines, ok = check_random(a.design, a.random, a.seed, a.ops_per_scenario)
+    else:
+        lines, ok = check_files(_parse_all(a.files), a.design)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from rmaplab.fuzz.generate import generate_scenario
+
+    sys.stdout.write(generate_scenario(a.seed, a.ops))
+    return 0
+
+
+def cmd_record(a: argparse.Namespace) -> int:
+    from rmaplab.kernel.record import record_files
+
+    lines, ok = record_files(_parse_all(a.files), a.method, a.runs, a.force)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from rmaplab.bench import run_bench
+
+    print("\n".join(run_bench(a.design, a.vmas, a.children, a.repeat)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rmaplab",
+        description="Executable laboratory for Linux anonymous reverse-mapping designs.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run scenarios on the model, print measure/maps/error lines")
+    r.add_argument("--design", default="classic")
+    r.add_argument("--extra", action="store_true",
+                   help="add the design's extra measure fields (vmas=, bytes=, ...)")
+    r.add_argument("files", nargs="+", metavar="FILE")
+    r.set_defaults(fn=cmd_run)
+
+    k = sub.add_parser("kernel", help="run scenarios on the live kernel (root)")
+    k.add_argument("--method", choices=("trace", "slab"), default="trace",
+                   help="count by kmem tracepoints (exact, default) or slab shrink+objects")
+    k.add_argument("--repeat", type=int, default=None,
+                   help="consecutive agreeing runs required (default 1 trace, 2 slab)")
+    k.add_argument("files", nargs="+", metavar="FILE")
+    k.set_defaults(fn=cmd_kernel)
+
+    v = sub.add_parser("validate", help="run on model and kernel, print the differences")
+    v.add_argument("--design", default="classic")
+    v.add_argument("--method", choices=("trace", "slab"), default="trace")
+    v.add_argument("--repeat", type=int, default=None)
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(fn=cmd_validate)
+
+    c = sub.add_parser("check", help="check rmap_walk against ground truth after every op")
+    c.add_argument("--design", default="classic", help="design name (or several, comma-separated)")
+    c.add_argument("--random", type=int, default=0, metavar="OPS",
+                   help="check this many random ops instead of files")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--ops-per-scenario", type=int, default=200)
+    c.add_argument("files", nargs="*", metavar="FILE")
+    c.set_defaults(fn=cmd_check)
+
+    g = sub.add_parser("generate", help="print a random scenario")
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--ops", type=int, default=40)
+    g.set_defaults(fn=cmd_generate)
+
+    rec = sub.add_parser("record", help="record kernel output next to scenarios (FILE.out)")
+    rec.add_argument("--method", choices=("trace", "slab"), default="trace")
+    rec.add_argument("--runs", type=int, default=2, help="independent runs that must agree")
+    rec.add_argument("--force", action="store_true", help="overwrite existing recordings")
+    rec.add_argument("files", nargs="+", metavar="FILE")
+    rec.set_defaults(fn=cmd_record)
+
+    b = sub.add_parser("bench", help="fixed synthetic workload: fault ops/s and fork cost")
+    b.add_argument("--design", default="classic")
+    b.add_argument("--vmas", type=int, default=3000)
+    b.add_argument("--children", type=int, default=50)
+    b.add_argument("--repeat", type=int, default=3)
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return int(a.fn(a))
+    except KernelUnavailable as e:
+        print(f"rmaplab: live kernel unavailable: {e}", file=sys.stderr)
+        return 3
+    except RmaplabError as e:
+        print(f"rmaplab: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

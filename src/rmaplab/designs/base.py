@@ -1,0 +1,162 @@
+"""The interface an anonymous-rmap design implements.
+
+The machine (:mod:`rmaplab.machine`) calls these hooks exactly where the
+kernel touches anonymous rmap state; each hook names the kernel function it
+stands for.  A design owns its own objects, the VMA slots ``vma.anon_vma``
+(non-None iff the VMA is "faulted") and ``vma.rmap``/``vma.design``, and the
+folio slots ``folio.mapping``/``folio.index``/``folio.design``.  It never
+edits page tables: the machine owns the truth of what is mapped where.
+
+Design hooks may look at the machine (``self.machine``) read-only, e.g. the
+VMA neighbours of a VMA (``find_mergeable_anon_vma``) or, for designs that
+walk an mm (ANON_VMA_LAZY, CoW context), the VMA tree.
+
+Walk cost counters (``self.cost``) are incremented by ``rmap_walk``:
+``walks``, ``anon_vmas`` (anon_vmas or contexts visited), ``vmas`` (VMAs
+examined), ``lookups`` (tree lookups), ``locks`` (locks taken).
+
+Example, the smallest possible use of a design through the machine::
+
+    >>> from rmaplab.designs import make_design
+    >>> from rmaplab.machine.machine import Machine
+    >>> m = Machine(make_design("classic"))
+    >>> m.mmap("P0", 0, 4)
+    0
+    >>> m.touch("P0", 0, 0, write=True)
+    0
+    >>> m.design.measure()
+    {'anon_vma': 1, 'avc': 1}
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from rmaplab.machine.folio import Folio
+    from rmaplab.machine.machine import Machine
+    from rmaplab.machine.mm import Mm
+    from rmaplab.machine.vma import Vma
+
+#: Slab object sizes on the Linux 6.18 x86_64 kernel rmaplab validates
+#: against (/sys/kernel/slab/<cache>/slab_size): the bytes one object costs.
+OBJECT_BYTES = {
+    "anon_vma": 104,
+    "anon_vma_chain": 64,
+    "vm_area_struct": 192,
+}
+
+
+class RmapDesign:
+    """Base class: a design that does nothing (every hook is a no-op)."""
+
+    #: name used by ``--design``
+    name = "base"
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"design {self.name} takes no options, got {sorted(options)}")
+        self.machine: Machine
+        self.cost: Counter[str] = Counter()
+
+    def attach(self, machine: Machine) -> None:
+        """Called once by the machine that uses this design."""
+        self.machine = machine
+
+    # ---- faults (mm/memory.c, mm/huge_memory.c, mm/rmap.c) -------------
+    def anon_vma_prepare(self, vma: Vma) -> None:
+        """``__anon_vma_prepare()`` / ``__vmf_anon_prepare()``: give ``vma``
+        anonymous rmap state before its first anonymous folio."""
+
+    def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
+        """``folio_add_new_anon_rmap()``: a new anonymous folio whose first
+        page is mapped at ``vpn`` of ``vma``; set ``folio.mapping/index``."""
+
+    def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
+        """``folio_move_anon_rmap()``: COW reuse of an exclusive folio by ``vma``."""
+
+    # ---- VMA lifecycle (mm/vma.c, mm/rmap.c) ----------------------------
+    def anon_vma_clone(self, dst: Vma, src: Vma, op: str) -> None:
+        """``anon_vma_clone()``: ``dst`` was duplicated from ``src`` by a
+        split (op='split'), an mremap copy (op='remap') or ``dup_anon_vma``
+        during a merge (op='merge'); ``dst.anon_vma`` already holds
+        ``src.anon_vma`` (``vm_area_dup`` copies it)."""
+
+    def unlink_anon_vmas(self, vma: Vma) -> None:
+        """``unlink_anon_vmas()``: ``vma`` is removed (munmap, exit, merge) or
+        loses its anonymous state (mremap MREMAP_DONTUNMAP)."""
+
+    def vma_range_changed(self, vma: Vma) -> None:
+        """``vm_start``/``vm_end``/``vm_pgoff`` of ``vma`` changed
+        (``anon_vma_interval_tree_pre/post_update_vma``)."""
+
+    def vma_removed(self, vma: Vma) -> None:
+        """``remove_vma()``/``vm_area_free()``: the VMA object is freed."""
+
+    def is_mergeable_anon_vma(self, tgt: Vma, src_anon: Any, src: Vma | None,
+                              copied_from: Vma | None) -> bool:
+        """``is_mergeable_anon_vma()``: may the range carrying ``src_anon``
+        (from ``src``, or copied from ``copied_from`` by mremap) merge with
+        neighbour ``tgt``?"""
+        return src_anon is None or tgt.anon_vma is None or src_anon is tgt.anon_vma
+
+    def anon_vmas_compatible(self, prev: Vma, next: Vma) -> bool:
+        """The test in ``can_vma_merge_right()`` that prev and next, both to
+        be merged with the range, are compatible with each other."""
+        return prev.anon_vma is None or next.anon_vma is None or prev.anon_vma is next.anon_vma
+
+    def dup_anon_vma(self, dst: Vma, src: Vma) -> None:
+        """``dup_anon_vma()``: when ``dst`` absorbs ``src``'s faulted range."""
+        if src.anon_vma is not None and dst.anon_vma is None:
+            dst.anon_vma = src.anon_vma
+            self.anon_vma_clone(dst, src, "merge")
+
+    # ---- fork (kernel/fork.c dup_mmap -> mm/mmap.c, mm/rmap.c) ----------
+    def dup_mmap_start(self, parent: Mm, child: Mm) -> None:
+        """Start of ``dup_mmap()``, with the parent's mmap lock held."""
+
+    def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
+        """``anon_vma_fork()`` for one VMA (not DONTCOPY, not WIPEONFORK);
+        ``child_vma.anon_vma`` holds the parent's value (``vm_area_dup``)."""
+
+    def dup_anon_rmap(self, folio: Folio, src_vma: Vma, dst_vma: Vma) -> None:
+        """``folio_try_dup_anon_rmap_pte/pmd()``: fork shares an anonymous
+        folio mapped in ``src_vma`` into ``dst_vma``."""
+
+    def dup_mmap_end(self, parent: Mm, child: Mm) -> None:
+        """End of ``dup_mmap()``."""
+
+    # ---- mremap (mm/mremap.c) ---------------------------------------------
+    def move_vma_start(self, vma: Vma) -> None:
+        """``move_vma()`` is about to move (part of) ``vma``'s pages."""
+
+    def move_anon_pte(self, folio: Folio, old_vma: Vma, new_vma: Vma, old_vpn: int,
+                      new_vpn: int) -> None:
+        """``move_ptes()``/``move_huge_pmd()`` moved a mapping of an anonymous
+        folio from ``old_vpn`` in ``old_vma`` to ``new_vpn`` in ``new_vma``."""
+
+    # ---- exit ---------------------------------------------------------------
+    def exit_mm(self, mm: Mm) -> None:
+        """``exit_mmap()`` finished tearing down ``mm`` (all VMAs unlinked)."""
+
+    def folio_freed(self, folio: Folio) -> None:
+        """The last mapping of an anonymous folio went away."""
+
+    # ---- rmap and accounting -----------------------------------------------
+    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
+        """``rmap_walk_anon()``: yield (vma, vpn of the folio's first page in
+        that VMA) for every VMA that may map ``folio``."""
+        return iter(())
+
+    def accounting(self) -> dict[str, tuple[int, int]]:
+        """Live objects of this design: kind -> (count, bytes)."""
+        return {}
+
+    def measure(self) -> dict[str, int]:
+        """Fields of a ``measure`` line: anon_vma and avc first."""
+        return {"anon_vma": 0, "avc": 0}
+
+    def check_invariants(self) -> list[str]:
+        """Violations of the design's own invariants (empty if none)."""
+        return []

@@ -1,0 +1,1 @@
+"""Random scenarios, shrinking, and fuzzing campaigns."""

@@ -1,0 +1,172 @@
+"""A seeded generator of mostly-valid random scenarios.
+
+Operations are drawn with weights over every verb of the scenario language;
+ranges are aimed at the VMAs the process has (tracked by running the model
+alongside), with THP-sized aligned ranges, private file mappings, fork trees
+and exits.  The same seed gives the same scenario.
+
+>>> text = generate_scenario(7, 20)
+>>> text == generate_scenario(7, 20)
+True
+>>> from rmaplab.scenario.ast import Exit, Fork
+from rmaplab.scenario.parse import ScenarioParser
+>>> len(parse_text(text).ops)
+20
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from rmaplab.designs import make_design
+from rmaplab.machine.constants import HPAGE_PMD_NR
+from rmaplab.machine.machine import Machine
+from rmaplab.scenario.ast import Exit, Fork
+from rmaplab.scenario.parse import ScenarioParser
+from rmaplab.scenario.run import apply_op
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Shape of generated scenarios."""
+
+    #: arena pages used: [0, window)
+    window: int = 4 * HPAGE_PMD_NR
+    max_procs: int = 5
+    files: int = 2
+    #: op -> weight
+    weights: tuple[tuple[str, int], ...] = (
+        ("mmap", 14), ("write", 20), ("read", 8), ("mprotect", 10), ("munmap", 6),
+        ("mremap", 9), ("madvise", 9), ("fork", 5), ("exit", 3), ("measure", 6), ("maps", 4),
+    )
+
+
+PROTS = ["rw"] * 6 + ["r"] * 2 + ["none", "rwx", "rx"]
+ADVICE = ["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "hugepage",
+          "nohugepage"]
+
+
+class _Gen:
+    def __init__(self, seed: int, params: GenParams) -> None:
+        self.r = random.Random(seed)
+        self.p = params
+        self.m = Machine(make_design("classic"))
+        self.alive = ["P0"]
+        self.next_proc = 1
+        self.lines: list[str] = []
+
+    def vmas(self, proc: str) -> list[tuple[int, int]]:
+        return [(a, b) for a, b, _ in self.m.maps(proc)]
+
+    def some_range(self, proc: str) -> tuple[int, int]:
+        r, w = self.r, self.p.window
+        vm = self.vmas(proc)
+        if vm and r.random() < 0.85:
+            a, b = r.choice(vm)
+            if r.random() < 0.3:
+                return a, b
+            lo = r.randint(a, b)
+            hi = r.randint(lo, min(b, lo + r.choice([0, 1, 3, 7, 31, 600])))
+            if r.random() < 0.15:  # spill over the VMA's end
+                hi = min(w - 1, hi + r.randint(1, 8))
+            return lo, hi
+        lo = r.randrange(w)
+        return lo, min(w - 1, lo + r.choice([0, 1, 3, 15, 63]))
+
+    def free_start(self, proc: str, n: int) -> int:
+        r, w = self.r, self.p.window
+        vm = self.vmas(proc)
+        if vm and r.random() < 0.5:  # adjacent to an existing VMA
+            a, b = r.choice(vm)
+            s = b + 1 if r.random() < 0.6 else a - n
+            if 0 <= s and s + n <= w:
+                return s
+        if r.random() < 0.3:
+            return r.randrange(w // HPAGE_PMD_NR) * HPAGE_PMD_NR
+        return r.randrange(max(1, w - n))
+
+    def op(self) -> str:
+        r = self.r
+        names, weights = zip(*self.p.weights)
+        kind = r.choices(names, weights)[0]
+        proc = r.choice(self.alive)
+        if len(self.vmas(proc)) < 2 and r.random() < 0.7:
+            kind = "mmap"  # give the process something to work on
+        if kind == "measure":
+            return "measure"
+        if kind == "maps":
+            return f"maps {proc}"
+        if kind == "mmap":
+            n = r.choice([1, 2, 4, 8, 16, 32, 64, HPAGE_PMD_NR, 2 * HPAGE_PMD_NR])
+            s = self.free_start(proc, n)
+            n = min(n, self.p.window - s)
+            opts = [r.choice(PROTS)]
+            if r.random() < 0.2 and self.p.files:
+                opts.append(f"file=F{r.randrange(self.p.files)}")
+                if r.random() < 0.5:
+                    opts.append(f"off={r.randrange(64)}")
+            if r.random() < 0.12:
+                opts.append("shared")
+            return f"{proc} mmap @{s} {n} {' '.join(opts)}"
+        if kind in ("write", "read"):
+            a, b = self.some_range(proc)
+            return f"{proc} {kind} {a}..{b}"
+        if kind == "mprotect":
+            a, b = self.some_range(proc)
+            return f"{proc} mprotect {a}..{b} {r.choice(PROTS)}"
+        if kind == "munmap":
+            a, b = self.some_range(proc)
+            return f"{proc} munmap {a}..{b}"
+        if kind == "madvise":
+            a, b = self.some_range(proc)
+            return f"{proc} madvise {a}..{b} {r.choice(ADVICE)}"
+        if kind == "mremap":
+            a, b = self.some_range(proc)
+            old = b - a + 1
+            form = r.random()
+            if form < 0.35:
+                dest = self.free_start(proc, old)
+                extra = " dontunmap" if r.random() < 0.25 else ""
+                return f"{proc} mremap {a} {old} {old} @{dest}{extra}"
+            if form < 0.55:
+                new = max(1, old + r.choice([-3, -1, 1, 2, 8]))
+                return f"{proc} mremap {a} {old} {new}" + (" nomove" if r.random() < 0.3 else "")
+            if form < 0.7:
+                new = old + r.choice([0, 2, 16])
+                dest = self.free_start(proc, new)
+                return f"{proc} mremap {a} {old} {new} @{dest}"
+            if form < 0.8:
+                return f"{proc} mremap {a} {old} {old} dontunmap"
+            new = old + r.choice([1, 4, 64])
+            return f"{proc} mremap {a} {old} {new}"
+        if kind == "fork":
+            if len(self.alive) >= self.p.max_procs:
+                return f"{proc} write {'..'.join(map(str, self.some_range(proc)))}"
+            child = f"P{self.next_proc}"
+            self.next_proc += 1
+            return f"{proc} fork {child}"
+        # exit
+        if len(self.alive) <= 1:
+            return "measure"
+        return f"{proc} exit"
+
+    def run(self, nops: int) -> str:
+        sp = ScenarioParser("<generated>")
+        for i in range(nops):
+            line = self.op()
+            op = sp.feed(i + 1, line)
+            assert op is not None
+            apply_op(self.m, op)
+            a = op.action
+            if isinstance(a, Fork):
+                self.alive.append(a.child)
+            elif isinstance(a, Exit):
+                self.alive.remove(op.proc)
+            self.lines.append(line)
+        return "\n".join(self.lines) + "\n"
+
+
+def generate_scenario(seed: int, nops: int, params: GenParams | None = None) -> str:
+    """Scenario text of ``nops`` random operations from ``seed``."""
+    return _Gen(seed, params or GenParams()).run(nops)

@@ -1,0 +1,380 @@
+"""Run a scenario on the live kernel and print what the model prints.
+
+Each scenario process is a worker (``worker.c``, compiled on first use with
+the system C compiler, statically linked) driven over two FIFOs.  ``Pn fork
+Pm`` makes worker Pn call fork(); the child opens the FIFOs of Pm.  Files of
+the scenario are created (1 page) in a temporary directory and opened by the
+runner before P0 starts, so every worker inherits the same descriptors.
+
+Counting (see :mod:`rmaplab.kernel.counters`) starts once P0 is ready.  The
+workers' own stacks, data and heap have anon_vmas too, and a fork copies
+them; so the runner also executes a *control run* made of the scenario's
+fork, exit and measure lines only, and subtracts its counts measure by
+measure.
+
+Counts are machine-wide state, so kernel runs are serialised with a lock
+file (:data:`LOCK_PATH`): two runs never overlap, in tests or elsewhere.
+
+The runner makes itself a child subreaper (PR_SET_CHILD_SUBREAPER) because
+PID 1 on these machines does not reap orphans; a worker whose parent exited
+is reparented to the runner.  An exited worker is recognised as a zombie
+(its mm is gone by then: exit_mm() runs before exit_notify()) or as gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from rmaplab.errors import KernelUnavailable
+from rmaplab.kernel.counters import Counter, make_counter
+from rmaplab.machine.constants import ARENA_BASE, ARENA_PAGES, PAGE_SIZE
+from rmaplab.scenario.output import format_error, format_maps, format_measure
+from rmaplab.scenario.ast import (
+    MADVISE,
+    Exit,
+    Fork,
+    Madvise,
+    Maps,
+    Measure,
+    Mmap,
+    Mprotect,
+    Mremap,
+    Munmap,
+    Op,
+    Scenario,
+    Touch,
+)
+
+LOCK_PATH = Path(os.environ.get("RMAPLAB_KERNEL_LOCK", "/tmp/rmaplab-kernel.lock"))
+WORKER_SRC = Path(__file__).with_name("worker.c")
+
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_ANONYMOUS = 0x20
+MAP_FIXED_NOREPLACE = 0x100000
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
+MREMAP_DONTUNMAP = 4
+PR_SET_CHILD_SUBREAPER = 36
+REPLY_TIMEOUT = 60.0
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rmaplab"
+
+
+def build_worker() -> Path:
+    """Compile worker.c once per source version; returns the binary's path."""
+    src = WORKER_SRC.read_bytes()
+    digest = hashlib.sha256(src).hexdigest()[:16]
+    out = cache_dir() / f"worker-{digest}"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise KernelUnavailable("no C compiler (cc/gcc) to build the kernel worker")
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    for static in (["-static"], []):
+        r = subprocess.run([cc, "-O2", "-Wall", *static, "-o", str(tmp), str(WORKER_SRC)],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            os.replace(tmp, out)
+            return out
+    raise KernelUnavailable(f"cannot compile {WORKER_SRC}: {r.stderr.strip().splitlines()[-1:]}")
+
+
+@contextmanager
+def kernel_lock() -> Iterator[None]:
+    """Serialise live-kernel runs machine-wide (flock on LOCK_PATH)."""
+    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_PATH, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _set_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _proc_state(pid: int) -> str | None:
+    """State letter of /proc/PID/stat, or None if the process is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2]
+
+
+def read_maps(pid: int) -> list[tuple[int, int, str]]:
+    """The VMAs of ``pid`` inside the arena as (first page, last page, 'rwx')."""
+    out = []
+    lo, hi = ARENA_BASE, ARENA_BASE + ARENA_PAGES * PAGE_SIZE
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        rng, perms = line.split()[:2]
+        s, e = (int(x, 16) for x in rng.split("-"))
+        if s >= lo and e <= hi:
+            out.append(((s - lo) // PAGE_SIZE, (e - lo) // PAGE_SIZE - 1, perms[:3]))
+    return out
+
+
+class Worker:
+    """One scenario process on the live kernel."""
+
+    def __init__(self, name: str, fifo_dir: Path) -> None:
+        self.name = name
+        self.pid = 0
+        for suffix in ("in", "out"):
+            p = fifo_dir / f"{name}.{suffix}"
+            if not p.exists():
+                os.mkfifo(p, 0o600)
+        # O_RDWR never blocks on a FIFO, whatever the other side does.
+        self.wfd = os.open(fifo_dir / f"{name}.in", os.O_RDWR)
+        self.rfd = os.open(fifo_dir / f"{name}.out", os.O_RDWR)
+        self.buf = b""
+
+    def send(self, cmd: str) -> None:
+        os.write(self.wfd, (cmd + "\n").encode())
+
+    def recv(self) -> str:
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([self.rfd], [], [], max(0.0, min(left, 0.5)))
+            if r:
+                self.buf += os.read(self.rfd, 4096)
+            elif self.pid and _proc_state(self.pid) in (None, "Z", "X"):
+                raise KernelUnavailable(f"kernel worker {self.name} (pid {self.pid}) died")
+            elif left <= 0:
+                raise KernelUnavailable(f"kernel worker {self.name} does not answer")
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+    def call(self, cmd: str) -> tuple[bool, int]:
+        """Send a command; (True, value) on success, (False, errno) on failure."""
+        self.send(cmd)
+        words = self.recv().split()
+        if words[0] == "ok":
+            return True, int(words[1]) if len(words) > 1 else 0
+        if words[0] == "err":
+            return False, int(words[1])
+        raise KernelUnavailable(f"unexpected reply from worker {self.name}: {words}")
+
+    def close(self) -> None:
+        for fd in (self.wfd, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass
+class RunResult:
+    """Output lines of one execution plus the raw counts at each measure."""
+
+    lines: list[str]
+    measures: list[tuple[int, int, int]]  # (line, anon_vma, avc)
+
+
+class _Execution:
+    def __init__(self, sc: Scenario, worker_bin: Path, counter: Counter) -> None:
+        self.sc = sc
+        self.bin = worker_bin
+        self.counter = counter
+        self.tmp = Path(tempfile.mkdtemp(prefix="rmaplab-k-"))
+        self.workers: dict[str, Worker] = {}
+        self.pids: set[int] = set()
+        self.fds: dict[str, int] = {}
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            self._cleanup()
+
+    def _run(self) -> RunResult:
+        for name in self.sc.files:
+            path = self.tmp / f"file-{name}"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.ftruncate(fd, PAGE_SIZE)
+            self.fds[name] = fd
+        p0 = Worker("P0", self.tmp)
+        self.workers["P0"] = p0
+        self.popen = subprocess.Popen([str(self.bin), str(self.tmp), "P0"],
+                                      pass_fds=tuple(self.fds.values()), close_fds=True)
+        p0.pid = self.popen.pid
+        self.pids.add(p0.pid)
+        if p0.recv() != "ready":
+            raise KernelUnavailable("kernel worker P0 did not start")
+        self.counter.start(p0.pid)
+        lines: list[str] = []
+        measures: list[tuple[int, int, int]] = []
+        try:
+            for op in self.sc.ops:
+                self._op(op, lines, measures)
+        finally:
+            self.counter.stop()
+        return RunResult(lines, measures)
+
+    def _op(self, op: Op, lines: list[str], measures: list[tuple[int, int, int]]) -> None:
+        a = op.action
+        if isinstance(a, Measure):
+            av, avc = self.counter.read()
+            measures.append((op.line, av, avc))
+            lines.append(format_measure(op.line, {"anon_vma": av, "avc": avc}))
+            return
+        assert op.proc is not None
+        w = self.workers[op.proc]
+        if isinstance(a, Maps):
+            lines.append(format_maps(op.proc, read_maps(w.pid)))
+            return
+        if isinstance(a, Fork):
+            child = Worker(a.child, self.tmp)
+            ok, v = w.call(f"fork {a.child}")
+            if not ok:
+                lines.append(format_error(op.line, v))
+                child.close()
+                return
+            child.pid = v
+            self.pids.add(v)
+            if child.recv() != "ready":
+                raise KernelUnavailable(f"kernel worker {a.child} did not start")
+            self.workers[a.child] = child
+            return
+        if isinstance(a, Exit):
+            w.send("exit")
+            self._wait_exit(w.pid)
+            w.close()
+            del self.workers[op.proc]
+            return
+        ok, v = w.call(self._command(a))
+        if not ok:
+            lines.append(format_error(op.line, v))
+
+    def _command(self, a: object) -> str:
+        def addr(page: int) -> int:
+            return ARENA_BASE + page * PAGE_SIZE
+
+        if isinstance(a, Mmap):
+            fd = -1
+            flags = MAP_FIXED_NOREPLACE | (MAP_SHARED if a.shared else MAP_PRIVATE)
+            if a.file is None:
+                flags |= MAP_ANONYMOUS
+            else:
+                fd = self.fds[a.file]
+                need = (a.off + a.npages) * PAGE_SIZE
+                if os.fstat(fd).st_size < need:
+                    os.ftruncate(fd, need)
+            return f"mmap {addr(a.start)} {a.npages * PAGE_SIZE} {a.prot} {flags} {fd} {a.off * PAGE_SIZE}"
+        if isinstance(a, Touch):
+            return f"touch {'w' if a.write else 'r'} {addr(a.first)} {a.last - a.first + 1}"
+        if isinstance(a, Mprotect):
+            return f"mprotect {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE} {a.prot}"
+        if isinstance(a, Munmap):
+            return f"munmap {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE}"
+        if isinstance(a, Madvise):
+            return f"madvise {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE} {MADVISE[a.advice]}"
+        if isinstance(a, Mremap):
+            flags = (MREMAP_MAYMOVE if a.maymove else 0) | (MREMAP_DONTUNMAP if a.dontunmap else 0)
+            new = 0
+            if a.new_start is not None:
+                flags |= MREMAP_FIXED
+                new = addr(a.new_start)
+            return (f"mremap {addr(a.old_start)} {a.old_len * PAGE_SIZE} "
+                    f"{a.new_len * PAGE_SIZE} {flags} {new}")
+        raise AssertionError(a)
+
+    def _wait_exit(self, pid: int) -> None:
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while _proc_state(pid) not in (None, "Z", "X"):
+            if time.monotonic() > deadline:
+                raise KernelUnavailable(f"worker pid {pid} does not exit")
+            time.sleep(0.0005)
+        self._reap()
+
+    def _reap(self) -> None:
+        for pid in list(self.pids):
+            try:
+                got, _ = os.waitpid(pid, os.WNOHANG)
+                if got == pid:
+                    self.pids.discard(pid)
+            except ChildProcessError:
+                if _proc_state(pid) is None:
+                    self.pids.discard(pid)
+
+    def _cleanup(self) -> None:
+        for w in self.workers.values():
+            w.close()
+        for pid in list(self.pids):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while self.pids and time.monotonic() < deadline:
+            self._reap()
+            if self.pids:
+                time.sleep(0.002)
+        for fd in self.fds.values():
+            os.close(fd)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def control_scenario(sc: Scenario) -> Scenario:
+    """The scenario's fork, exit and measure lines only (see module doc)."""
+    ops = [op for op in sc.ops if isinstance(op.action, (Fork, Exit, Measure))]
+    return Scenario(sc.path, ops, [], list(sc.header))
+
+
+def run_on_kernel(sc: Scenario, method: str = "trace", repeat: int | None = None) -> list[str]:
+    """Run ``sc`` on the live kernel; output lines as ``rmaplab run`` prints them.
+
+    The scenario and its control run are executed until ``repeat`` consecutive
+    results agree (default: 1 for ``trace``, which is exact; 2 for ``slab``).
+    """
+    counter = make_counter(method)
+    bin_ = build_worker()
+    _set_subreaper()
+    need = repeat if repeat is not None else (1 if method == "trace" else 2)
+    ctrl = control_scenario(sc)
+    results: list[list[str]] = []
+    with kernel_lock():
+        for _attempt in range(max(need, 1) * 4):
+            main = _Execution(sc, bin_, counter).run()
+            base = _Execution(ctrl, bin_, counter).run()
+            results.append(_subtract(main, base))
+            if len(results) >= need and all(r == results[-1] for r in results[-need:]):
+                return results[-1]
+    raise KernelUnavailable(
+        f"{sc.path}: kernel readings did not agree in {len(results)} runs (machine too busy?)")
+
+
+def _subtract(main: RunResult, base: RunResult) -> list[str]:
+    deltas = {line: (av, avc) for line, av, avc in base.measures}
+    out = []
+    for text in main.lines:
+        if text.startswith("measure "):
+            line = int(text.split()[1].rstrip(":"))
+            av, avc = next((a, c) for ln, a, c in main.measures if ln == line)
+            bav, bavc = deltas[line]
+            text = format_measure(line, {"anon_vma": av - bav, "avc": avc - bavc})
+        out.append(text)
+    return out

@@ -1,0 +1,94 @@
+"""Ground-truth page tables of one mm.
+
+Shaped like the kernel's: one entry per PMD (2 MiB, 512 pages), which is
+either a PTE table (``dict`` vpn -> :class:`Pte`, possibly empty: an empty
+table still exists until free_pgtables() or PT reclaim frees it, and its
+existence stops a THP fault, see ``__handle_mm_fault``'s ``pmd_none``
+test) or a huge mapping (:class:`PmdMap`).
+
+Complexity: lookup O(1); iterating the entries of a range of R pages holding
+k entries costs O(R/512 + k) (tables are visited per PMD, entries per table
+are visited by whichever of the table or the range is smaller).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from rmaplab.machine.constants import HPAGE_PMD_NR
+from rmaplab.machine.folio import Folio
+
+PMD_SHIFT_PAGES = 9  # log2(HPAGE_PMD_NR)
+
+
+class Pte:
+    """A present PTE: page ``idx`` of ``folio``, writable or not."""
+
+    __slots__ = ("folio", "idx", "write")
+
+    def __init__(self, folio: Folio, idx: int, write: bool) -> None:
+        self.folio = folio
+        self.idx = idx
+        self.write = write
+
+    def __repr__(self) -> str:
+        return f"<pte {self.folio!r}[{self.idx}] {'w' if self.write else 'ro'}>"
+
+
+class PmdMap:
+    """A PMD mapping a whole PMD-sized folio (a THP or the huge zero page)."""
+
+    __slots__ = ("folio", "write")
+
+    def __init__(self, folio: Folio, write: bool) -> None:
+        self.folio = folio
+        self.write = write
+
+    def __repr__(self) -> str:
+        return f"<pmd {self.folio!r} {'w' if self.write else 'ro'}>"
+
+
+class PageTables:
+    """pmd index (vpn >> 9) -> PTE table (dict) or :class:`PmdMap`."""
+
+    __slots__ = ("pmd",)
+
+    def __init__(self) -> None:
+        self.pmd: dict[int, dict[int, Pte] | PmdMap] = {}
+
+    def entry(self, vpn: int) -> Pte | PmdMap | None:
+        """What maps ``vpn``: a Pte, the PmdMap covering it, or None. O(1)."""
+        e = self.pmd.get(vpn >> PMD_SHIFT_PAGES)
+        if e is None:
+            return None
+        if type(e) is dict:
+            return e.get(vpn)
+        return e  # type: ignore[return-value]
+
+    def tables_in(self, lo: int, hi: int) -> Iterator[tuple[int, dict[int, Pte] | PmdMap]]:
+        """(pmd index, entry) for PMDs overlapping pages [lo, hi), ascending."""
+        pmd = self.pmd
+        first, last = lo >> PMD_SHIFT_PAGES, (hi - 1) >> PMD_SHIFT_PAGES
+        if last - first + 1 > len(pmd):
+            for i in sorted(k for k in pmd if first <= k <= last):
+                yield i, pmd[i]
+        else:
+            for i in range(first, last + 1):
+                e = pmd.get(i)
+                if e is not None:
+                    yield i, e
+
+    @staticmethod
+    def ptes_in(table: dict[int, Pte], lo: int, hi: int) -> list[tuple[int, Pte]]:
+        """Entries of one PTE table within pages [lo, hi), ascending vpn."""
+        if hi - lo > len(table):
+            return sorted((v, p) for v, p in table.items() if lo <= v < hi)
+        return [(v, table[v]) for v in range(lo, hi) if v in table]
+
+    def present(self) -> Iterator[tuple[int, Pte | PmdMap]]:
+        """Every mapping: (vpn, Pte) or (first vpn of the PMD, PmdMap)."""
+        for i, e in self.pmd.items():
+            if type(e) is dict:
+                yield from e.items()  # type: ignore[misc]
+            else:
+                yield i * HPAGE_PMD_NR, e  # type: ignore[misc]

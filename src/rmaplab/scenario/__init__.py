@@ -1,0 +1,1 @@
+"""The scenario language: parse (:mod:`.parse`), run on the model (:mod:`.run`)."""
