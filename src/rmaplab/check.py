@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rmaplab.designs import make_design
+from rmaplab.designs.base import RmapDesign
 from rmaplab.machine.config import KernelConfig
 from rmaplab.machine.folio import Folio
 from rmaplab.machine.machine import Machine
@@ -83,10 +84,11 @@ def check_machine(m: Machine) -> list[str]:
     return errs
 
 
-def check_scenario(sc: Scenario, design: str = "classic",
+def check_scenario(sc: Scenario, design: str | RmapDesign = "classic",
                    config: KernelConfig | None = None) -> Violation | None:
-    """Run ``sc`` with the checks after every op; the first violation or None."""
-    m = Machine(make_design(design), config)
+    """Run ``sc`` with the checks after every op; the first violation or None.
+    ``design`` is a design name or a fresh design object."""
+    m = Machine(make_design(design) if isinstance(design, str) else design, config)
     ops = sc.ops
     for i, op in enumerate(ops):
         try:
@@ -99,7 +101,7 @@ def check_scenario(sc: Scenario, design: str = "classic",
     return None
 
 
-def check_with_exit(sc: Scenario, design: str = "classic",
+def check_with_exit(sc: Scenario, design: str | RmapDesign = "classic",
                     config: KernelConfig | None = None) -> Violation | None:
     """:func:`check_scenario`, then every live process exits (checked too),
     so that leaks show up even when the scenario leaves processes alive."""

@@ -8,8 +8,7 @@ and exits.  The same seed gives the same scenario.
 >>> text = generate_scenario(7, 20)
 >>> text == generate_scenario(7, 20)
 True
->>> from rmaplab.scenario.ast import Exit, Fork
-from rmaplab.scenario.parse import ScenarioParser
+>>> from rmaplab.scenario.parse import parse_text
 >>> len(parse_text(text).ops)
 20
 """

@@ -787,25 +787,32 @@ class Machine(VmaOps):
         """``fork()`` -> ``dup_mmap()``: every VMA but VM_DONTCOPY ones is
         duplicated; VM_WIPEONFORK ones get no anon_vma and no pages; others
         go through ``anon_vma_fork`` and, if the parent VMA has an anon_vma
-        (``vma_needs_copy``), ``copy_page_range``."""
+        (``vma_needs_copy``), ``copy_page_range``.  The child's VMA tree is
+        built in one go at the end (design hooks must not look it up
+        before ``dup_mmap_end``).  O(VMAs + copied PTEs)."""
         if child in self.procs:
             raise ValueError(f"process {child} exists")
         pmm = self.mm(proc)
         cmm = self._new_mm(child, pmm)
-        self.design.dup_mmap_start(pmm, cmm)
-        for vma in list(pmm.vmas):
-            if vma.flags & VM_DONTCOPY:
+        design = self.design
+        design.dup_mmap_start(pmm, cmm)
+        fork_vma = design.anon_vma_fork
+        new: list[Vma] = []
+        for vma in pmm.vmas:
+            flags = vma.flags
+            if flags & VM_DONTCOPY:
                 continue
             tmp = self.vm_area_dup(vma, cmm)
-            if vma.flags & VM_WIPEONFORK:
+            if flags & VM_WIPEONFORK:
                 tmp.anon_vma = None
             else:
-                self.design.anon_vma_fork(tmp, vma)
-            cmm.vmas.insert(tmp)
-            if not vma.flags & VM_WIPEONFORK and vma.anon_vma is not None:
-                self.copy_page_range(tmp, vma)
+                fork_vma(tmp, vma)
+                if vma.anon_vma is not None:
+                    self.copy_page_range(tmp, vma)
+            new.append(tmp)
+        cmm.vmas.load(new)
         self.procs[child] = cmm
-        self.design.dup_mmap_end(pmm, cmm)
+        design.dup_mmap_end(pmm, cmm)
         return 0
 
     def copy_page_range(self, dst: Vma, src: Vma) -> None:
@@ -814,9 +821,14 @@ class Machine(VmaOps):
         file folios and zero pages; the child gets a page table for every
         PMD where the parent has one (``copy_pte_range``)."""
         smm, dmm = src.mm, dst.mm
-        dpmd = dmm.pt.pmd
+        spmd, dpmd = smm.pt.pmd, dmm.pt.pmd
         dup = self.design.dup_anon_rmap
-        for b, e in list(smm.pt.tables_in(src.start, src.end)):
+        call_dup = type(self.design).dup_anon_rmap is not RmapDesign.dup_anon_rmap
+        start, end = src.start, src.end
+        for b in range(start >> 9, ((end - 1) >> 9) + 1):
+            e = spmd.get(b)
+            if e is None:
+                continue
             if type(e) is PmdMap:
                 f = e.folio
                 if f.zero:
@@ -824,34 +836,49 @@ class Machine(VmaOps):
                     continue
                 e.write = False
                 f.excl = 0
-                dup(f, src, dst)
+                if call_dup:
+                    dup(f, src, dst)
                 self.map_pmd(dmm, b, f, False)
                 continue
             dt = dpmd.get(b)
             if dt is None:
                 dt = dpmd[b] = {}
-            lo, hi = max(src.start, b * HPAGE_PMD_NR), min(src.end, (b + 1) * HPAGE_PMD_NR)
+            lo = start if start > b << 9 else b << 9
+            hi = end if end < (b + 1) << 9 else (b + 1) << 9
             for vpn, pte in PageTables.ptes_in(e, lo, hi):  # type: ignore[arg-type]
                 f = pte.folio
+                if f.zero:
+                    dt[vpn] = Pte(f, 0, False)  # type: ignore[index]
+                    continue
                 if f.anon:
                     f.excl &= ~(1 << pte.idx)
                     pte.write = False
-                    dup(f, src, dst)
-                self.map_pte(dmm, vpn, f, pte.idx, False)
+                    if call_dup:
+                        dup(f, src, dst)
+                dt[vpn] = Pte(f, pte.idx, False)  # type: ignore[index]
+                f.mapcount += 1
+                mc = f.mm_counts
+                if mc is not None:
+                    mc[dmm] = mc.get(dmm, 0) + 1
 
     # -------------------------------------------------------------------- exit
     def exit(self, proc: str) -> int:
         """``exit_mmap()``: zap everything, ``free_pgtables`` (which unlinks
-        every VMA's anon state in address order), then free the VMAs."""
+        every VMA's anon state in address order), then free the VMAs.
+        O(VMAs + mapped entries)."""
         mm = self.mm(proc)
         vmas = list(mm.vmas)
-        for v in vmas:
-            self.zap(mm, v.start, v.end)
-        for v in vmas:
-            self.design.unlink_anon_vmas(v)
+        for _vpn, e in list(mm.pt.present()):
+            self.drop_mapping(mm, e.folio)
         mm.pt.pmd.clear()
+        unlink = self.design.unlink_anon_vmas
         for v in vmas:
-            self.remove_vma(v)
+            unlink(v)
+        mm.vmas.clear()
+        removed = self.design.vma_removed
+        for v in vmas:
+            v.detached = True
+            removed(v)
         mm.alive = False
         del self.procs[proc]
         self.design.exit_mm(mm)

@@ -83,7 +83,8 @@ class PageTables:
         """Entries of one PTE table within pages [lo, hi), ascending vpn."""
         if hi - lo > len(table):
             return sorted((v, p) for v, p in table.items() if lo <= v < hi)
-        return [(v, table[v]) for v in range(lo, hi) if v in table]
+        get = table.get
+        return [(v, p) for v in range(lo, hi) if (p := get(v)) is not None]
 
     def present(self) -> Iterator[tuple[int, Pte | PmdMap]]:
         """Every mapping: (vpn, Pte) or (first vpn of the PMD, PmdMap)."""

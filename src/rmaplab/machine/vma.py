@@ -94,6 +94,13 @@ class VmaTree:
     def __iter__(self) -> Iterator[Vma]:
         return iter(self._d.values())
 
+    def load(self, vmas: list[Vma]) -> None:
+        """Replace the contents by ``vmas`` (ascending, disjoint): O(n)."""
+        self._d = SortedDict((v.start, v) for v in vmas)
+
+    def clear(self) -> None:
+        self._d.clear()
+
     def insert(self, vma: Vma) -> None:
         self._d[vma.start] = vma
 
