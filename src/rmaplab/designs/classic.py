@@ -198,21 +198,40 @@ class ClassicDesign(RmapDesign):
     def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
         """``anon_vma_fork()``: clone the parent's chain (+L chains), and
         unless an ancestor was reused, a new anon_vma (+1) with one more chain."""
-        child_vma.rmap = None
-        if parent_vma.anon_vma is None:
+        pav = parent_vma.anon_vma
+        if pav is None:
             return
         child_vma.anon_vma = None
-        self.anon_vma_clone(child_vma, parent_vma, "fork")
-        if child_vma.anon_vma is not None:
+        # anon_vma_clone(), inlined: this is the hot path of fork
+        chain: list[Avc] = []
+        child_vma.rmap = chain
+        reuse = None
+        for pavc in parent_vma.rmap:
+            av = pavc.anon_vma
+            avc = Avc(child_vma, av)
+            chain.append(avc)
+            av.avcs[avc] = None
+            av._index = None
+            if reuse is None and av.num_children < 2 and av.num_active_vmas == 0:
+                reuse = av
+        self.n_avc += len(chain)
+        if reuse is not None:
+            child_vma.anon_vma = reuse
+            reuse.num_active_vmas += 1
             return
-        av = self.anon_vma_alloc()
-        av.num_active_vmas += 1
-        av.root = parent_vma.anon_vma.root
-        av.parent = parent_vma.anon_vma
-        av.root.refcount += 1  # get_anon_vma(anon_vma->root)
+        self._next_id += 1
+        av = AnonVma(self._next_id)
+        self.live[av.id] = av
+        av.num_active_vmas = 1
+        root = av.root = pav.root
+        av.parent = pav
+        root.refcount += 1  # get_anon_vma(anon_vma->root)
         child_vma.anon_vma = av
-        self.anon_vma_chain_link(child_vma, av)
-        av.parent.num_children += 1
+        avc = Avc(child_vma, av)
+        chain.append(avc)
+        av.avcs[avc] = None
+        self.n_avc += 1
+        pav.num_children += 1
 
     def unlink_anon_vmas(self, vma: Vma) -> None:
         """``unlink_anon_vmas()``: remove the VMA's chains; an anon_vma whose

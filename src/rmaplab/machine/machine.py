@@ -798,11 +798,14 @@ class Machine(VmaOps):
         design.dup_mmap_start(pmm, cmm)
         fork_vma = design.anon_vma_fork
         new: list[Vma] = []
+        vid = self.next_vma_id
         for vma in pmm.vmas:
             flags = vma.flags
             if flags & VM_DONTCOPY:
                 continue
-            tmp = self.vm_area_dup(vma, cmm)
+            vid += 1  # vm_area_dup()
+            tmp = Vma(vid, cmm, vma.start, vma.end, vma.pgoff, flags, vma.file)
+            tmp.anon_vma = vma.anon_vma
             if flags & VM_WIPEONFORK:
                 tmp.anon_vma = None
             else:
@@ -810,6 +813,7 @@ class Machine(VmaOps):
                 if vma.anon_vma is not None:
                     self.copy_page_range(tmp, vma)
             new.append(tmp)
+        self.next_vma_id = vid
         cmm.vmas.load(new)
         self.procs[child] = cmm
         design.dup_mmap_end(pmm, cmm)
@@ -845,17 +849,27 @@ class Machine(VmaOps):
                 dt = dpmd[b] = {}
             lo = start if start > b << 9 else b << 9
             hi = end if end < (b + 1) << 9 else (b + 1) << 9
-            for vpn, pte in PageTables.ptes_in(e, lo, hi):  # type: ignore[arg-type]
+            if hi - lo <= len(e):  # type: ignore[arg-type]
+                get = e.get  # type: ignore[union-attr]
+                vpns = range(lo, hi)
+            else:
+                get = e.get  # type: ignore[union-attr]
+                vpns = sorted(v for v in e if lo <= v < hi)  # type: ignore[union-attr]
+            for vpn in vpns:
+                pte = get(vpn)
+                if pte is None:
+                    continue
                 f = pte.folio
+                idx = pte.idx
                 if f.zero:
                     dt[vpn] = Pte(f, 0, False)  # type: ignore[index]
                     continue
                 if f.anon:
-                    f.excl &= ~(1 << pte.idx)
+                    f.excl &= ~(1 << idx)
                     pte.write = False
                     if call_dup:
                         dup(f, src, dst)
-                dt[vpn] = Pte(f, pte.idx, False)  # type: ignore[index]
+                dt[vpn] = Pte(f, idx, False)  # type: ignore[index]
                 f.mapcount += 1
                 mc = f.mm_counts
                 if mc is not None:
