@@ -73,9 +73,9 @@ def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
 
 def check_machine(m: Machine) -> list[str]:
     """Every violated property of the current state (empty if none)."""
-    errs = m.check_structures()
+    errs = rmap_violations(m)
+    errs += m.check_structures()
     errs += m.design.check_invariants()
-    errs += rmap_violations(m)
     if not m.procs:
         held = {k: v for k, v in m.design.accounting().items() if v[0]}
         if held:

@@ -75,6 +75,45 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_verdicts(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.report import verdict_table
+
+    designs = a.designs.split(",")
+    for d in designs:
+        make_design(d)
+    lines, ok = verdict_table(_parse_all(a.files), designs)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.report import compare
+
+    designs = a.designs.split(",")
+    for d in designs:
+        make_design(d)
+    print("\n".join(compare(_parse_all(a.files), designs)))
+    return 0
+
+
+def cmd_workload(a: argparse.Namespace) -> int:
+    from rmaplab.workload.android import AndroidParams, find_smaps, generate_android
+    from rmaplab.fuzz.atomic import write_atomic
+
+    p = AndroidParams(apps=a.apps, fork_fraction=a.fork_fraction, seed=a.seed,
+                      max_pages=a.max_pages, touch_pages=a.touch_pages,
+                      smaps=find_smaps(a.smaps))
+    text = generate_android(p)
+    if a.out:
+        write_atomic(a.out, text)
+        print(f"wrote {a.out} ({len(text.splitlines())} lines)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
     from rmaplab.fuzz.generate import generate_scenario
 
@@ -95,6 +134,10 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     print("\n".join(run_bench(a.design, a.vmas, a.children, a.repeat)))
     return 0
+
+
+DEFAULT_VERDICT_DESIGNS = ("classic,lazy,lazy-single-address,lazy-merge-any,"
+                           "lazy-no-upgrade-on-mremap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +176,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ops-per-scenario", type=int, default=200)
     c.add_argument("files", nargs="*", metavar="FILE")
     c.set_defaults(fn=cmd_check)
+
+    vd = sub.add_parser("verdicts", help="design x scenario verdict table (Markdown); "
+                        "fails if a verdict differs from the scenario's '# expect:' line")
+    vd.add_argument("--designs", default=DEFAULT_VERDICT_DESIGNS)
+    vd.add_argument("files", nargs="+", metavar="FILE")
+    vd.set_defaults(fn=cmd_verdicts)
+
+    cp = sub.add_parser("compare", help="memory per object kind under several designs")
+    cp.add_argument("--designs", default="classic,lazy")
+    cp.add_argument("files", nargs="+", metavar="FILE")
+    cp.set_defaults(fn=cmd_compare)
+
+    wl = sub.add_parser("workload", help="write a workload scenario")
+    wl.add_argument("kind", choices=("android",))
+    wl.add_argument("--apps", type=int, default=24)
+    wl.add_argument("--fork-fraction", type=float, default=0.41)
+    wl.add_argument("--seed", type=int, default=1)
+    wl.add_argument("--max-pages", type=int, default=4)
+    wl.add_argument("--touch-pages", type=int, default=2)
+    wl.add_argument("--smaps", default=None, help="directory of *.smaps dumps")
+    wl.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    wl.set_defaults(fn=cmd_workload)
 
     g = sub.add_parser("generate", help="print a random scenario")
     g.add_argument("--seed", type=int, default=1)

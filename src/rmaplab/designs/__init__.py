@@ -10,18 +10,42 @@ from typing import Any, Callable
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.classic import ClassicDesign
+from rmaplab.designs.lazy import (
+    LazyDesign,
+    LazyMergeAny,
+    LazyNoUpgradeOnMremap,
+    LazySingleAddress,
+)
 from rmaplab.errors import UsageError
 
 #: design name -> factory taking the design's options
 DESIGNS: dict[str, Callable[..., RmapDesign]] = {
     "classic": ClassicDesign,
+    "lazy": LazyDesign,
+    "lazy-single-address": LazySingleAddress,
+    "lazy-merge-any": LazyMergeAny,
+    "lazy-no-upgrade-on-mremap": LazyNoUpgradeOnMremap,
 }
 
 
-def make_design(name: str, **options: Any) -> RmapDesign:
-    """A fresh design object by name; UsageError naming the valid ones."""
+def make_design(spec: str, **options: Any) -> RmapDesign:
+    """A fresh design object from ``NAME`` or ``NAME:key=value,...``
+    (e.g. ``lazy:merge=same-root``); UsageError naming the valid ones.
+
+    >>> make_design("lazy:merge=upgrade").merge
+    'upgrade'
+    """
+    name, _, opts = spec.partition(":")
+    for kv in filter(None, opts.split(",")):
+        k, eq, v = kv.partition("=")
+        if not eq:
+            raise UsageError(f"bad design option {kv!r} in {spec!r}: use key=value")
+        options[k.replace("-", "_")] = v
     try:
         factory = DESIGNS[name]
     except KeyError:
         raise UsageError(f"unknown design {name!r}: choose one of {', '.join(DESIGNS)}") from None
-    return factory(**options)
+    try:
+        return factory(**options)
+    except TypeError as e:
+        raise UsageError(f"bad options for design {name}: {e}") from None

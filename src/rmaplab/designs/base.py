@@ -112,6 +112,13 @@ class RmapDesign:
             dst.anon_vma = src.anon_vma
             self.anon_vma_clone(dst, src, "merge")
 
+    def merge_commit(self, target: Vma, sources: list[Vma]) -> None:
+        """``vma_complete()`` of a merge: ``target`` now covers (parts of)
+        ``sources`` (removed or shrunk VMAs, or the mremap source), just
+        before the removed ones are unlinked.  The classic design needs
+        nothing here (``dup_anon_vma`` did it); designs that let VMAs with
+        different rmap anchors merge take their references here."""
+
     # ---- fork (kernel/fork.c dup_mmap -> mm/mmap.c, mm/rmap.c) ----------
     def dup_mmap_start(self, parent: Mm, child: Mm) -> None:
         """Start of ``dup_mmap()``, with the parent's mmap lock held."""
@@ -156,6 +163,30 @@ class RmapDesign:
     def measure(self) -> dict[str, int]:
         """Fields of a ``measure`` line: anon_vma and avc first."""
         return {"anon_vma": 0, "avc": 0}
+
+    def retained_vmas(self) -> int:
+        """VMA objects kept alive after being unmapped (ANON_VMA_LAZY roots)."""
+        return 0
+
+    def design_bytes(self) -> int:
+        """Bytes of this design's own objects (``accounting()``)."""
+        return sum(b for _, b in self.accounting().values())
+
+    def measure_extra(self) -> dict[str, int]:
+        """``measure`` with the extra fields: live VMAs of all processes,
+        retained VMAs, and bytes of anon_vma + chains + design objects +
+        vm_area_struct (live and retained)."""
+        fields = dict(self.measure())
+        vmas = sum(len(mm.vmas) for mm in self.machine.procs.values())
+        retained = self.retained_vmas()
+        fields["vmas"] = vmas
+        fields["retained_vmas"] = retained
+        fields["bytes"] = self.design_bytes() + (vmas + retained) * self.vma_bytes()
+        return fields
+
+    def vma_bytes(self) -> int:
+        """Bytes of one ``vm_area_struct`` under this design."""
+        return OBJECT_BYTES["vm_area_struct"]
 
     def check_invariants(self) -> list[str]:
         """Violations of the design's own invariants (empty if none)."""

@@ -27,6 +27,7 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import resource
 import select
 import shutil
 import subprocess
@@ -155,9 +156,11 @@ class Worker:
 
     def recv(self) -> str:
         deadline = time.monotonic() + REPLY_TIMEOUT
+        poller = select.poll()
+        poller.register(self.rfd, select.POLLIN)
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
-            r, _, _ = select.select([self.rfd], [], [], max(0.0, min(left, 0.5)))
+            r = poller.poll(int(max(0.0, min(left, 0.5)) * 1000))
             if r:
                 self.buf += os.read(self.rfd, 4096)
             elif self.pid and _proc_state(self.pid) in (None, "Z", "X"):
@@ -211,6 +214,13 @@ class _Execution:
             self._cleanup()
 
     def _run(self) -> RunResult:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = len(self.sc.files) + 2 * len(self.sc.process_names()) + 64
+        if need > soft:
+            if need > hard:
+                raise KernelUnavailable(f"{self.sc.path}: needs {need} open files, "
+                                        f"RLIMIT_NOFILE allows {hard}")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         for name in self.sc.files:
             path = self.tmp / f"file-{name}"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)

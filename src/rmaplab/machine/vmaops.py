@@ -204,6 +204,10 @@ class VmaOps:
             adj = vmg.next
             assert adj is not None
             self.set_range(adj, vmg.end, adj.end, adj.pgoff - (adj.start - vmg.end))
+        # VMAs whose range (or part of it) the target now covers
+        absorbed = [v for v in (vmg.middle, vmg.next if vmg.remove_next else None,
+                                vmg.copied_from) if v is not None and v is not vmg.target]
+        self.design.merge_commit(vmg.target, absorbed)  # type: ignore[arg-type]
         for r in removed:
             if r.anon_vma is not None:
                 self.design.unlink_anon_vmas(r)

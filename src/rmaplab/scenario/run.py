@@ -37,9 +37,7 @@ def apply_op(m: Machine, op: Op, extra: bool = False) -> str | None:
     a = op.action
     p = op.proc
     if isinstance(a, Measure):
-        fields = m.design.measure()
-        if not extra:
-            fields = {"anon_vma": fields["anon_vma"], "avc": fields["avc"]}
+        fields = m.design.measure_extra() if extra else m.design.measure()
         return format_measure(op.line, fields)
     assert p is not None
     if isinstance(a, Maps):
