@@ -75,15 +75,8 @@ KIND_ORDER = ("vm_area_struct", "anon_vma_chain", "anon_vma")
 
 
 def snapshot(m) -> dict[str, tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """Live objects and bytes per kind: every VMA (live, plus retained
-    detached ones) as vm_area_struct, then the design's own kinds."""
-    d = m.design
-    acc = dict(d.accounting())
-    retained = acc.pop("retained_vma", (0, 0))[0]
-    n = sum(len(mm.vmas) for mm in m.procs.values()) + retained
-    out = {"vm_area_struct": (n, n * d.vma_bytes())}
-    out.update(acc)
-    return out
+    """Live objects and bytes per kind (``RmapDesign.memory``)."""
+    return m.design.memory()
 
 
 def measure_snapshots(sc: Scenario, design: str) -> list[tuple[int, dict[str, tuple[int, int]]]]:

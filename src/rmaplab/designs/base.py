@@ -168,20 +168,25 @@ class RmapDesign:
         """VMA objects kept alive after being unmapped (ANON_VMA_LAZY roots)."""
         return 0
 
-    def design_bytes(self) -> int:
-        """Bytes of this design's own objects (``accounting()``)."""
-        return sum(b for _, b in self.accounting().values())
+    def memory(self) -> dict[str, tuple[int, int]]:
+        """Objects and bytes per kind, with every VMA (live in any process,
+        or retained after unmap) counted as ``vm_area_struct``."""
+        acc = dict(self.accounting())
+        retained = acc.pop("retained_vma", (0, 0))[0]
+        n = sum(len(mm.vmas) for mm in self.machine.procs.values()) + retained
+        out = {"vm_area_struct": (n, n * self.vma_bytes())}
+        out.update(acc)
+        return out
 
     def measure_extra(self) -> dict[str, int]:
         """``measure`` with the extra fields: live VMAs of all processes,
-        retained VMAs, and bytes of anon_vma + chains + design objects +
-        vm_area_struct (live and retained)."""
+        retained VMAs, and the bytes of every kind of :meth:`memory`."""
         fields = dict(self.measure())
-        vmas = sum(len(mm.vmas) for mm in self.machine.procs.values())
         retained = self.retained_vmas()
-        fields["vmas"] = vmas
+        mem = self.memory()
+        fields["vmas"] = mem["vm_area_struct"][0] - retained
         fields["retained_vmas"] = retained
-        fields["bytes"] = self.design_bytes() + (vmas + retained) * self.vma_bytes()
+        fields["bytes"] = sum(b for _, b in mem.values())
         return fields
 
     def vma_bytes(self) -> int:
