@@ -155,12 +155,3 @@ def test_single_address_walk_misses_split_large_folio() -> None:
     assert v is not None and v.line == 4 and "misses page 256" in v.what
     assert check_scenario(sc, "lazy") is None
 
-
-def test_readme_verdict_table_is_the_commands_output() -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- verdicts:begin -->")[1].split("<!-- verdicts:end -->")[0]
-    from rmaplab.cli import DEFAULT_VERDICT_DESIGNS
-
-    table, ok = verdict_table([parse_file(p) for p in REVIEWER], DEFAULT_VERDICT_DESIGNS.split(","))
-    assert ok
-    assert block.strip().splitlines() == table

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from rmaplab.designs import make_design
 from rmaplab.designs.base import RmapDesign
 from rmaplab.machine.config import KernelConfig
+from rmaplab.machine.constants import ARENA_PAGES, ARENA_VPN
 from rmaplab.machine.folio import Folio
 from rmaplab.machine.machine import Machine
 from rmaplab.machine.mm import Mm
@@ -44,6 +45,14 @@ class Violation:
         return f"{self.what}; at line {self.line} ({self.op}), step {self.step}"
 
 
+def where(vpn: int) -> str:
+    """An address for messages: the arena page, or the vpn outside it."""
+    page = vpn - ARENA_VPN
+    if 0 <= page < ARENA_PAGES:
+        return f"page {page}"
+    return f"vpn {vpn:#x} (outside the arena: a non-fixed mremap destination)"
+
+
 def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
     """Mappings that ``rmap_walk`` misses or reaches at a wrong address."""
     truth: dict[Folio, list[tuple[Mm, int, int]]] = {}
@@ -62,10 +71,8 @@ def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
         for mm, vpn, i in maps:
             cands = seen.get((mm.id, vpn - i), ())
             if not any(v.start <= vpn < v.end for v in cands):
-                from rmaplab.machine.constants import ARENA_VPN
-
                 errs.append(f"rmap_walk of folio {f.id} (index {f.index:#x}, {f.nr} pages) "
-                            f"misses page {i} mapped by {mm.name} at page {vpn - ARENA_VPN}")
+                            f"misses page {i} mapped by {mm.name} at {where(vpn)}")
                 if len(errs) >= limit:
                     return errs
     return errs

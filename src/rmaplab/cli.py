@@ -94,18 +94,24 @@ def cmd_compare(a: argparse.Namespace) -> int:
     designs = a.designs.split(",")
     for d in designs:
         make_design(d)
-    print("\n".join(compare(_parse_all(a.files), designs)))
+    print("\n".join(compare(_parse_all(a.files), designs, walks=not a.no_walks)))
     return 0
 
 
 def cmd_workload(a: argparse.Namespace) -> int:
-    from rmaplab.workload.android import AndroidParams, find_smaps, generate_android
     from rmaplab.fuzz.atomic import write_atomic
 
-    p = AndroidParams(apps=a.apps, fork_fraction=a.fork_fraction, seed=a.seed,
-                      max_pages=a.max_pages, touch_pages=a.touch_pages,
-                      smaps=find_smaps(a.smaps))
-    text = generate_android(p)
+    if a.kind == "android":
+        from rmaplab.workload.android import AndroidParams, find_smaps, generate_android
+
+        p = AndroidParams(apps=a.apps, fork_fraction=a.fork_fraction, seed=a.seed,
+                          max_pages=a.max_pages, touch_pages=a.touch_pages,
+                          smaps=find_smaps(a.smaps))
+        text = generate_android(p)
+    else:
+        from rmaplab.workload.forktree import forktree_scenario
+
+        text = forktree_scenario(a.vmas, a.width, a.depth, a.cow, a.remap)
     if a.out:
         write_atomic(a.out, text)
         print(f"wrote {a.out} ({len(text.splitlines())} lines)")
@@ -137,7 +143,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 DEFAULT_VERDICT_DESIGNS = ("classic,lazy,lazy-single-address,lazy-merge-any,"
-                           "lazy-no-upgrade-on-mremap")
+                           "lazy-no-upgrade-on-mremap,cowctx,cowctx-poc-shortcut")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,11 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser("compare", help="memory per object kind under several designs")
     cp.add_argument("--designs", default="classic,lazy")
+    cp.add_argument("--no-walks", action="store_true",
+                    help="skip walking every folio at each measure (memory tables only)")
     cp.add_argument("files", nargs="+", metavar="FILE")
     cp.set_defaults(fn=cmd_compare)
 
     wl = sub.add_parser("workload", help="write a workload scenario")
-    wl.add_argument("kind", choices=("android",))
+    wl.add_argument("kind", choices=("android", "forktree"))
+    wl.add_argument("--vmas", type=int, default=1000, help="forktree: VMAs of the root")
+    wl.add_argument("--width", type=int, default=4, help="forktree: children per process")
+    wl.add_argument("--depth", type=int, default=3, help="forktree: fork levels")
+    wl.add_argument("--cow", type=int, default=10, help="forktree: pages each child COWs")
+    wl.add_argument("--remap", type=int, default=50,
+                    help="forktree: faulted VMAs moved by mremap before forking")
     wl.add_argument("--apps", type=int, default=24)
     wl.add_argument("--fork-fraction", type=float, default=0.41)
     wl.add_argument("--seed", type=int, default=1)

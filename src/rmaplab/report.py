@@ -79,20 +79,68 @@ def snapshot(m) -> dict[str, tuple[int, int]]:  # type: ignore[no-untyped-def]
     return m.design.memory()
 
 
-def measure_snapshots(sc: Scenario, design: str) -> list[tuple[int, dict[str, tuple[int, int]]]]:
+WALK_FIELDS = (("anchors", "anon_vmas or contexts visited"), ("vmas", "VMAs examined"),
+               ("lookups", "tree lookups"), ("locks", "locks taken"))
+
+
+class Snapshot:
+    """What ``compare`` records at a ``measure`` line under one design."""
+
+    def __init__(self, memory: dict[str, tuple[int, int]], walks: dict[str, tuple[float, int]],
+                 nwalks: int, forks: int, fork_allocs: int, fork_entries: int) -> None:
+        self.memory = memory
+        self.walks = walks  # field -> (mean, worst)
+        self.nwalks = nwalks
+        self.forks = forks
+        self.fork_allocs = fork_allocs
+        self.fork_entries = fork_entries
+
+
+def walk_costs(m) -> tuple[dict[str, tuple[float, int]], int]:  # type: ignore[no-untyped-def]
+    """Walk every mapped anonymous folio once (as reclaim would) and return
+    mean and worst cost per walk for each :data:`WALK_FIELDS` counter."""
+    cost = m.design.cost
+    tot = {k: 0 for k, _ in WALK_FIELDS}
+    worst = {k: 0 for k, _ in WALK_FIELDS}
+    mapped = {id(f): f for _mm, _vpn, f, _i in m.anon_mappings()}
+    for f in mapped.values():
+        before = {k: cost[k] for k in tot}
+        for _ in m.design.rmap_walk(f):
+            pass
+        for k in tot:
+            d = cost[k] - before[k]
+            tot[k] += d
+            worst[k] = max(worst[k], d)
+    n = len(mapped)
+    return {k: (tot[k] / n if n else 0.0, worst[k]) for k in tot}, n
+
+
+def measure_snapshots(sc: Scenario, design: str, walks: bool = True) -> list[tuple[int, Snapshot]]:
     """(line, snapshot) at every ``measure`` line of ``sc`` under ``design``."""
     from rmaplab.designs import make_design
     from rmaplab.machine.machine import Machine
-    from rmaplab.scenario.ast import Measure
+    from rmaplab.scenario.ast import Fork, Measure
     from rmaplab.scenario.run import run_scenario
 
-    snaps: list[tuple[int, dict[str, tuple[int, int]]]] = []
+    snaps: list[tuple[int, Snapshot]] = []
+    m = Machine(make_design(design))
+    cost = m.design.cost
+    fork = {"n": 0, "allocs": 0, "entries": 0}
+    last = {"allocs": 0, "fork_entries": 0}
 
     def hook(m, op, _i):  # type: ignore[no-untyped-def]
+        if isinstance(op.action, Fork):
+            fork["n"] += 1
+            fork["allocs"] += cost["allocs"] - last["allocs"]
+            fork["entries"] += cost["fork_entries"] - last["fork_entries"]
         if isinstance(op.action, Measure):
-            snaps.append((op.line, snapshot(m)))
+            w, n = walk_costs(m) if walks else ({}, 0)
+            snaps.append((op.line, Snapshot(snapshot(m), w, n, fork["n"], fork["allocs"],
+                                            fork["entries"])))
+        last["allocs"] = cost["allocs"]
+        last["fork_entries"] = cost["fork_entries"]
 
-    run_scenario(sc, design, on_step=hook, machine=Machine(make_design(design)))
+    run_scenario(sc, design, on_step=hook, machine=m)
     return snaps
 
 
@@ -127,23 +175,52 @@ def memory_table(per_design: dict[str, dict[str, tuple[int, int]]]) -> list[str]
     return out
 
 
-def compare(scs: list[Scenario], designs: list[str]) -> list[str]:
-    """Memory tables at every measure line of every scenario."""
+def walk_table(per_design: dict[str, Snapshot]) -> list[str]:
+    """Mean and worst cost per rmap walk, and cost per fork."""
+    designs = list(per_design)
+    nw = next(iter(per_design.values())).nwalks
+    head = (f"| per rmap walk ({nw} folios) |"
+            + "".join(f" {d} mean | {d} worst |" for d in designs))
+    out = [head, "|---|" + "---:|---:|" * len(designs)]
+    for k, label in WALK_FIELDS:
+        out.append(f"| {label} |" + "".join(
+            f" {per_design[d].walks.get(k, (0.0, 0))[0]:.2f} |"
+            f" {per_design[d].walks.get(k, (0.0, 0))[1]} |" for d in designs))
+    nf = next(iter(per_design.values())).forks
+    out.append("")
+    out.append(f"| per fork ({nf} forks) |" + "".join(f" {d} |" for d in designs))
+    out.append("|---|" + "---:|" * len(designs))
+
+    def per_fork(s: Snapshot, v: int) -> str:
+        return f"{v / s.forks:.1f}" if s.forks else "0"
+
+    out.append("| objects allocated |" + "".join(
+        f" {per_fork(per_design[d], per_design[d].fork_allocs)} |" for d in designs))
+    out.append("| entries copied (chains / remap entries) |" + "".join(
+        f" {per_fork(per_design[d], per_design[d].fork_entries)} |" for d in designs))
+    return out
+
+
+def compare(scs: list[Scenario], designs: list[str], walks: bool = True) -> list[str]:
+    """Memory tables (and walk/fork cost tables) at every measure line."""
     out: list[str] = []
     for sc in scs:
-        runs = {d: measure_snapshots(sc, d) for d in designs}
+        runs = {d: measure_snapshots(sc, d, walks) for d in designs}
         lines = [ln for ln, _ in runs[designs[0]]]
         if not lines:
             out.append(f"{sc.path}: no measure line")
             continue
         for i, ln in enumerate(lines):
+            snaps = {d: runs[d][i][1] for d in designs}
             out.append(f"{sc.path}, measure at line {ln}:")
             out.append("")
-            out += memory_table({d: runs[d][i][1] for d in designs})
-            counts = ", ".join(
-                f"{d}: " + " ".join(f"{k}={runs[d][i][1][k][0]}" for k in runs[d][i][1])
-                for d in designs)
+            out += memory_table({d: s.memory for d, s in snaps.items()})
             out.append("")
-            out.append(f"objects: {counts}")
+            out.append("objects: " + ", ".join(
+                f"{d}: " + " ".join(f"{k}={v[0]}" for k, v in s.memory.items())
+                for d, s in snaps.items()))
+            if walks:
+                out.append("")
+                out += walk_table(snaps)
             out.append("")
     return out

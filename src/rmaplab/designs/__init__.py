@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.classic import ClassicDesign
+from rmaplab.designs.cowctx import CowContextDesign, CowContextPocShortcut
 from rmaplab.designs.lazy import (
     LazyDesign,
     LazyMergeAny,
@@ -25,6 +26,8 @@ DESIGNS: dict[str, Callable[..., RmapDesign]] = {
     "lazy-single-address": LazySingleAddress,
     "lazy-merge-any": LazyMergeAny,
     "lazy-no-upgrade-on-mremap": LazyNoUpgradeOnMremap,
+    "cowctx": CowContextDesign,
+    "cowctx-poc-shortcut": CowContextPocShortcut,
 }
 
 

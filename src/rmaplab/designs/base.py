@@ -12,7 +12,7 @@ VMA neighbours of a VMA (``find_mergeable_anon_vma``) or, for designs that
 walk an mm (ANON_VMA_LAZY, CoW context), the VMA tree.
 
 Walk cost counters (``self.cost``) are incremented by ``rmap_walk``:
-``walks``, ``anon_vmas`` (anon_vmas or contexts visited), ``vmas`` (VMAs
+``walks``, ``anchors`` (anon_vmas or contexts visited), ``vmas`` (VMAs
 examined), ``lookups`` (tree lookups), ``locks`` (locks taken).
 
 Example, the smallest possible use of a design through the machine::

@@ -110,6 +110,7 @@ class ClassicDesign(RmapDesign):
         self._next_id += 1
         av = AnonVma(self._next_id)
         self.live[av.id] = av
+        self.cost["allocs"] += 1
         return av
 
     def anon_vma_free(self, av: AnonVma) -> None:
@@ -133,6 +134,7 @@ class ClassicDesign(RmapDesign):
         and in the anon_vma's interval tree."""
         avc = Avc(vma, av)
         self.n_avc += 1
+        self.cost["allocs"] += 1
         if vma.rmap is None:
             vma.rmap = []
         vma.rmap.append(avc)
@@ -215,6 +217,8 @@ class ClassicDesign(RmapDesign):
             if reuse is None and av.num_children < 2 and av.num_active_vmas == 0:
                 reuse = av
         self.n_avc += len(chain)
+        self.cost["allocs"] += len(chain)
+        self.cost["fork_entries"] += len(chain)
         if reuse is not None:
             child_vma.anon_vma = reuse
             reuse.num_active_vmas += 1
@@ -223,6 +227,7 @@ class ClassicDesign(RmapDesign):
         av = AnonVma(self._next_id)
         self.live[av.id] = av
         av.num_active_vmas = 1
+        self.cost["allocs"] += 2
         root = av.root = pav.root
         av.parent = pav
         root.refcount += 1  # get_anon_vma(anon_vma->root)
@@ -282,7 +287,7 @@ class ClassicDesign(RmapDesign):
         av = folio.mapping
         c = self.cost
         c["walks"] += 1
-        c["anon_vmas"] += 1
+        c["anchors"] += 1
         c["locks"] += 1
         c["lookups"] += 1
         if av is None or av.freed:

@@ -266,6 +266,7 @@ class LazyDesign(ClassicDesign):
     def _clone_chain(self, dst: Vma, src: Vma) -> None:
         for pavc in list(src.rmap or ()):
             self.anon_vma_chain_link(dst, pavc.anon_vma)
+            self.cost["fork_entries"] += 1
 
     def anon_vma_clone(self, dst: Vma, src: Vma, op: str) -> None:
         """``anon_vma_clone()``: split and merge pieces join the lineages of

@@ -898,6 +898,24 @@ class Machine(VmaOps):
         self.design.exit_mm(mm)
         return 0
 
+    # ------------------------------------------- read-only helpers for walkers
+    def folio_maybe_mapped_shared(self, folio: Folio) -> bool:
+        """``folio_maybe_mapped_shared()``: mapped by more than one mm (a small
+        folio: more than one mapping)."""
+        if folio.nr == 1:
+            return folio.mapcount > 1
+        return len(folio.mm_counts or ()) > 1
+
+    def folio_mapped_in(self, vma: Vma, folio: Folio, base: int) -> bool:
+        """``page_vma_mapped_walk()``: does ``vma`` map some page i of
+        ``folio`` at ``base + i``?"""
+        pt = vma.mm.pt
+        for i in range(max(0, vma.start - base), min(folio.nr, vma.end - base)):
+            e = pt.entry(base + i)
+            if e is not None and e.folio is folio and (type(e) is PmdMap or e.idx == i):
+                return True
+        return False
+
     # ------------------------------------------------------------ ground truth
     def anon_mappings(self) -> Iterator[tuple[Mm, int, Folio, int]]:
         """Every mapped page of every anonymous folio: (mm, vpn, folio, page)."""

@@ -25,6 +25,9 @@ language.  Where every parameter comes from:
 * Apps that fork: ``--fork-fraction`` (default 0.41, "41% of top apps fork
   at run time", issue #3; apps fork to evade LMKD, linux-mm thread); a
   forking app forks one helper that COWs a page in up to 8 VMAs and lives on.
+* File offsets: private file VMAs keep their real offsets (COW'd pages are
+  keyed by file offset today and in the CoW context's remap tree); shared
+  and device mappings get compressed ones.
 * Scaling: each VMA becomes at most ``--max-pages`` pages (default 4) and
   at most ``--touch-pages`` pages are written (default 2); anon_vma and chain
   counts depend only on which VMAs are faulted, not on how many pages.
@@ -103,10 +106,15 @@ class _Builder:
         self._scale_offsets()
 
     def _scale_offsets(self) -> None:
-        """Compress file offsets per file, keeping contiguity."""
+        """Private file VMAs keep their real file offset (in pages): where
+        COW'd file pages sit in pgoff space matters to designs keyed by it
+        (the CoW context's remap tree).  Shared and device mappings, never
+        anonymous, get compressed offsets per file (contiguity kept)."""
         by_file: dict[str, list[SmapsVma]] = {}
         for v in self.vmas:
-            if v.kind in ("file", "shared", "device") and v.name:
+            if v.kind == "file":
+                self.file_off[id(v)] = v.offset // 4096
+            elif v.kind in ("shared", "device") and v.name:
                 by_file.setdefault(v.name, []).append(v)
         for vs in by_file.values():
             vs.sort(key=lambda v: v.offset)

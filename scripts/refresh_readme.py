@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Regenerate the README's generated blocks from the commands that make them.
+
+Each block sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and
+is the verbatim output of the command listed in BLOCKS.  The test suite
+checks that the README holds the current output (tests/test_readme.py).
+
+    python3 scripts/refresh_readme.py [--check]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def rmaplab(*args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "rmaplab", *args], cwd=ROOT, capture_output=True,
+                       text=True)
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"rmaplab {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def workload(tmp: Path, name: str, *args: str) -> str:
+    out = tmp / f"{name}.scn"
+    rmaplab("workload", *args, "--out", str(out))
+    return str(out)
+
+
+def last_measure(text: str, path: str) -> str:
+    """The tables of the last measure line, with the temporary path removed."""
+    part = text.split(f"{path}, measure at line ")[-1]
+    return "\n".join(part.splitlines()[1:]).strip().replace(path, "FILE")
+
+
+def blocks(tmp: Path) -> dict[str, str]:
+    reviewer = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/reviewer").glob("*.scn"))
+    out = {"verdicts": rmaplab("verdicts", *reviewer).strip()}
+    ft = workload(tmp, "forktree", "forktree")
+    out["compare-forktree"] = last_measure(
+        rmaplab("compare", "--designs", "classic,lazy,cowctx", ft), ft)
+    try:
+        a24 = workload(tmp, "android24", "android", "--apps", "24")
+    except SystemExit:
+        return out  # no smaps dumps here: leave the Android blocks alone
+    out["compare-android"] = last_measure(
+        rmaplab("compare", "--designs", "classic,lazy,cowctx", a24), a24)
+    a0 = workload(tmp, "android24nofork", "android", "--apps", "24", "--fork-fraction", "0")
+    text = rmaplab("compare", "--designs", "classic,lazy,cowctx", "--no-walks", a0)
+    out["compare-android-nofork"] = last_measure(text, a0)
+    return out
+
+
+def refresh(text: str, new: dict[str, str]) -> str:
+    for name, body in new.items():
+        b, e = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if b not in text:
+            raise SystemExit(f"README has no block {name}")
+        head, rest = text.split(b, 1)
+        _, tail = rest.split(e, 1)
+        text = f"{head}{b}\n{body}\n{e}{tail}"
+    return text
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as t:
+        new = blocks(Path(t))
+    old = README.read_text()
+    text = refresh(old, new)
+    if "--check" in sys.argv:
+        return 0 if text == old else 1
+    README.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

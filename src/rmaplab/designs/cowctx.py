@@ -1,0 +1,408 @@
+"""The CoW context (Lorenzo Stoakes' "scalable CoW" proof of concept).
+
+Source: ``mm/cow_context.c`` of the ``project/cow-context`` branch (GitHub
+mirror ``kernelorg-mirror/linux_kernel_git_ljs_linux``, version a4ac1966),
+read for rmaplab and summarised in docs/designs/cowctx-poc.md.  One
+``struct cow_context`` per mm replaces every anon_vma and anon_vma_chain:
+
+* ``mm_init_cow_context`` / ``dup_cow_context`` / ``drop_cow_context``: a
+  context per mm, linked under its parent's at fork (children newest
+  first), holding one reference for its mm, one per child context and one
+  per anonymous folio pointing to it (``__folio_set_anon_cow``).  A context
+  whose mm is gone lives on (mm = NULL) while a descendant or a folio holds
+  it; freeing cascades up (``__put_cow_context``).
+* ``folio->cow_context``: the faulting mm's context for a new folio;
+  ``folio_move_anon_rmap`` moves a reused folio to the writer's context.
+* ``remap_mt``: per context, pgoff ranges -> the set of non-zero offsets
+  ``(vm_start >> PAGE_SHIFT) - vm_pgoff`` of the mm's VMAs mapping them,
+  kept only for faulted anonymous VMAs that were moved and faulted
+  MAP_PRIVATE file VMAs whose offset is not 0 (``should_track_remap``).
+* ``cow_context_walk``: the folio's context then its descendants (post-order
+  DFS, newest child first, ``traverse_contexts``); in each, offset 0 and
+  then every recorded offset overlapping the folio (``walk_context``), a VMA
+  matching only if its own offset is the one tried.
+* VMAs carry a dummy anon_vma marker once faulted (COW mode), so merges are
+  never refused for anon_vma reasons.
+
+Where the PoC is a draft, this module chooses the correct behaviour (each
+choice names the PoC function and its TODO or defect):
+
+1. Maintenance of ``remap_mt``: the PoC unmaps and re-adds entries on every
+   split and merge (``cow_context_vma_adjust``, "TODO: Remove, we don't need
+   to track splits/merges"), loses the absorbed range on a merge that moves
+   the middle VMA's start, rewrites offsets in place
+   (``find_and_remap_existing``: MREMAP_DONTUNMAP loses the source's offset)
+   and its sorted-array insertion overwrites an element
+   (``__dynarray_append_value``).  Here the tree always holds exactly the
+   (pgoff range, offset) of every tracked VMA of the mm, updated whenever a
+   VMA is created, changes range or goes away.
+2. The exclusive shortcut (``walk_context``: "exclusive folios are moved to
+   the correct Cow context level, so we only look once.  TODO: Races?") stops
+   after offset 0 of the first context, so an exclusive folio of a moved VMA
+   or a MAP_PRIVATE COW page, or one mapped only by a child, is never found.
+   Here the walk stops once it has *found* a mapping of a folio that is not
+   mapped shared, after trying every offset of the context.  The PoC's
+   behaviour is the option ``cowctx:shortcut=poc`` (a flawed variant).
+3. ``dup_cow_context`` runs after ``copy_page_range`` in the PoC; here the
+   child context is linked first (``dup_mmap_start``), as ``anon_vma_fork``
+   links today, so no walk can miss the child (matters for interleavings).
+4. The folio's context is stored in ``folio->mapping`` ("TODO: store in
+   folio->mapping :)"), so folios cost no extra byte.
+5. Merges: every pgoff-linear merge of faulted VMAs is allowed (same
+   offset); today's fork-child rule only protects anon_vma chains.
+
+Accounting: ``cow_context`` 96 B (kmalloc-96; the struct's fields on x86_64
+without lock debugging), remap-tree maple nodes 256 B: a range needs a slot
+and so does each gap between ranges; leaves hold 16 slots, internal nodes
+(maple_arange_64, the tree uses MT_FLAGS_ALLOC_RANGE) 10 children; an empty
+tree costs nothing; an entry with several offsets adds a ``struct
+dynarray`` of 8 + 8*cap bytes (cap a power of two >= 2) in its kmalloc class.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+from rmaplab.designs.base import RmapDesign
+from rmaplab.designs.intervals import IntervalIndex
+from rmaplab.errors import UsageError
+
+if TYPE_CHECKING:
+    from rmaplab.machine.folio import Folio
+    from rmaplab.machine.mm import Mm
+    from rmaplab.machine.vma import Vma
+
+COW_CONTEXT_BYTES = 96
+MAPLE_NODE_BYTES = 256
+LEAF_SLOTS = 16
+INTERNAL_FANOUT = 10
+KMALLOC_CLASSES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096)
+
+
+class Faulted:
+    """The dummy ``vma->anon_vma`` marker of COW mode."""
+
+    def __repr__(self) -> str:
+        return "<faulted>"
+
+
+FAULTED = Faulted()
+
+
+class CowContext:
+    """``struct cow_context``."""
+
+    __slots__ = ("id", "mm", "parent", "children", "refcnt", "contrib", "freed", "_index")
+
+    def __init__(self, cid: int, mm: Mm) -> None:
+        self.id = cid
+        self.mm: Mm | None = mm
+        self.parent: CowContext | None = None
+        self.children: list[CowContext] = []  # newest first (list_add_rcu)
+        self.refcnt = 1  # the mm's reference
+        #: remap_mt contents: tracked VMA -> (first pgoff, last pgoff, offset)
+        self.contrib: dict[Vma, tuple[int, int, int]] = {}
+        self.freed = False
+        self._index: IntervalIndex[int] | None = None
+
+    def __repr__(self) -> str:
+        return (f"<cow_context {self.id} mm={self.mm.name if self.mm else None} "
+                f"ref={self.refcnt} children={[c.id for c in self.children]}>")
+
+    def offsets(self, first: int, last: int) -> set[int]:
+        """Offsets recorded over any pgoff of [first, last]."""
+        if not self.contrib:
+            return set()
+        ix = self._index
+        if ix is None:
+            ix = self._index = IntervalIndex(list(self.contrib.values()))
+        return set(ix.overlapping(first, last))
+
+
+def vma_offset(vma: Vma) -> int:
+    """``(vm_start >> PAGE_SHIFT) - vm_pgoff``."""
+    return vma.start - vma.pgoff
+
+
+def kmalloc_size(n: int) -> int:
+    return next((c for c in KMALLOC_CLASSES if c >= n), n)
+
+
+class CowContextDesign(RmapDesign):
+    """The CoW context, correct reading (see the module docstring)."""
+
+    name = "cowctx"
+
+    def __init__(self, shortcut: str = "found", **options: Any) -> None:
+        super().__init__(**options)
+        if shortcut not in ("found", "poc"):
+            raise UsageError(f"unknown cowctx shortcut {shortcut!r}: use found or poc")
+        self.shortcut = shortcut
+        self.contexts: dict[int, CowContext] = {}
+        self._next = 0
+
+    # ---- contexts -----------------------------------------------------------------
+    def ctx(self, mm: Mm) -> CowContext:
+        """``mm->cow_context`` (``mm_init_cow_context`` on first use)."""
+        c = mm.design
+        if c is None:
+            self._next += 1
+            c = mm.design = CowContext(self._next, mm)
+            self.contexts[c.id] = c
+            self.cost["allocs"] += 1
+        return c  # type: ignore[no-any-return]
+
+    def put(self, c: CowContext) -> None:
+        """``put_cow_context`` -> ``__put_cow_context``: free and cascade."""
+        cur: CowContext | None = c
+        while cur is not None:
+            cur.refcnt -= 1
+            if cur.refcnt > 0:
+                return
+            cur.freed = True
+            del self.contexts[cur.id]
+            parent = cur.parent
+            if parent is not None:
+                parent.children.remove(cur)
+            cur = parent
+
+    # ---- remap tree ---------------------------------------------------------------------
+    def tracked(self, vma: Vma) -> bool:
+        """``should_track_remap``: faulted, private, offset != 0."""
+        return (vma.anon_vma is not None and not vma.is_shared()
+                and vma_offset(vma) != 0 and not vma.detached)
+
+    def update(self, vma: Vma) -> None:
+        """Make the mm's tree hold exactly ``vma``'s current contribution."""
+        c = self.ctx(vma.mm)
+        old = c.contrib.get(vma)
+        new = ((vma.pgoff, vma.pgoff + vma.pages - 1, vma_offset(vma))
+               if self.tracked(vma) else None)
+        if old == new:
+            return
+        if new is None:
+            del c.contrib[vma]
+        else:
+            c.contrib[vma] = new
+            self.cost["remap_updates"] += 1
+        c._index = None
+
+    # ---- faults ------------------------------------------------------------------------
+    def anon_vma_prepare(self, vma: Vma) -> None:
+        """``__anon_vma_prepare`` in COW mode: the dummy marker, then
+        ``cow_context_do_map_private_cow`` (a tracked VMA's entry)."""
+        if vma.anon_vma is None:
+            vma.anon_vma = FAULTED
+            self.update(vma)
+
+    def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
+        """``__folio_set_anon_cow``: the faulting mm's context, +1."""
+        c = self.ctx(vma.mm)
+        c.refcnt += 1
+        folio.mapping = c
+        folio.index = vma.linear_page_index(vpn)
+
+    def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
+        """``folio_move_anon_rmap``: to the writer's context if another."""
+        c = self.ctx(vma.mm)
+        old = folio.mapping
+        if old is not c:
+            c.refcnt += 1
+            folio.mapping = c
+            self.put(old)
+
+    def folio_freed(self, folio: Folio) -> None:
+        """``__free_pages_prepare``: drop the folio's reference."""
+        if folio.mapping is not None:
+            self.put(folio.mapping)
+            folio.mapping = None
+
+    # ---- VMA lifecycle -------------------------------------------------------------------
+    def anon_vma_clone(self, dst: Vma, src: Vma, op: str) -> None:
+        dst.anon_vma = FAULTED if src.anon_vma is not None else None
+        self.update(dst)
+
+    def unlink_anon_vmas(self, vma: Vma) -> None:
+        """``cow_context_vma_unmap``: the VMA's entry goes."""
+        vma.anon_vma = None
+        c = vma.mm.design
+        if c is not None and vma in c.contrib:
+            del c.contrib[vma]
+            c._index = None
+
+    def vma_range_changed(self, vma: Vma) -> None:
+        """``cow_context_vma_adjust`` (correct form: replace the entry)."""
+        if vma.anon_vma is not None:
+            self.update(vma)
+
+    def is_mergeable_anon_vma(self, tgt: Vma, src_anon: Any, src: Vma | None,
+                              copied_from: Vma | None) -> bool:
+        return True
+
+    def anon_vmas_compatible(self, prev: Vma, next: Vma) -> bool:
+        return True
+
+    # ---- fork and exit ---------------------------------------------------------------------
+    def dup_mmap_start(self, parent: Mm, child: Mm) -> None:
+        """``dup_cow_context``, linked before any PTE is copied (choice 3)."""
+        p = self.ctx(parent)
+        c = self.ctx(child)
+        c.parent = p
+        p.children.insert(0, c)
+        p.refcnt += 1
+
+    def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
+        """``cow_context_do_fork``: the child VMA's entry in the child's tree."""
+        child_vma.anon_vma = FAULTED if parent_vma.anon_vma is not None else None
+        if child_vma.anon_vma is not None:
+            self.update(child_vma)
+            self.cost["fork_entries"] += 1 if self.tracked(child_vma) else 0
+
+    def exit_mm(self, mm: Mm) -> None:
+        """``drop_cow_context`` from ``__mmdrop``."""
+        c = mm.design
+        if c is not None:
+            assert not c.contrib, "exit left remap entries"
+            c.mm = None
+            self.put(c)
+
+    # ---- the walk ------------------------------------------------------------------------------
+    def descendants(self, c: CowContext) -> Iterator[CowContext]:
+        """``traverse_contexts``: root first, then post-order DFS, newest
+        child first."""
+        yield c
+        stack: list[tuple[CowContext, int]] = [(c, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i < len(node.children):
+                stack.append((node, i + 1))
+                stack.append((node.children[i], 0))
+            elif node is not c:
+                yield node
+
+    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
+        c0 = folio.mapping
+        cost = self.cost
+        cost["walks"] += 1
+        if c0 is None or c0.freed:
+            return
+        first, last = folio.index, folio.index + folio.nr - 1
+        m = self.machine
+        shared = m.folio_maybe_mapped_shared(folio)
+        for n, c in enumerate(self.descendants(c0)):
+            cost["anchors"] += 1
+            mm = c.mm
+            if mm is None or not mm.alive:
+                continue
+            cost["locks"] += 1  # mmget_not_zero
+            if self.shortcut == "poc" and n == 0 and not shared:
+                yield from self._visit(folio, mm, 0)
+                return  # the PoC's "we only look once"
+            cost["lookups"] += 1  # remap_mt
+            offsets = [0] + sorted(c.offsets(first, last) - {0})
+            found = False
+            for off in offsets:
+                found = (yield from self._visit(folio, mm, off)) or found
+            if found and not shared:
+                return  # exclusive and found: nobody else maps it
+
+    def _visit(self, folio: Folio, mm: Mm, off: int):  # type: ignore[no-untyped-def]
+        """``walk_context_remap``: VMAs of ``mm`` over the folio at ``off``."""
+        cost = self.cost
+        cost["lookups"] += 1  # mm_mt range walk
+        base = folio.index + off
+        found = False
+        for vma in mm.vmas.overlapping(base, base + folio.nr):
+            cost["vmas"] += 1
+            if vma_offset(vma) != off:
+                continue
+            if self.machine.folio_mapped_in(vma, folio, base):
+                found = True
+            yield vma, base
+        return found
+
+    # ---- accounting ---------------------------------------------------------------------------
+    def tree_bytes(self, c: CowContext) -> tuple[int, int]:
+        """(maple nodes, bytes incl. offset arrays) of one context's tree."""
+        if not c.contrib:
+            return 0, 0
+        bounds = sorted({b for a, z, _ in c.contrib.values() for b in (a, z + 1)})
+        segs = []
+        for a, b in zip(bounds, bounds[1:]):
+            offs = frozenset(o for (x, y, o) in c.contrib.values() if x < b and y >= a)
+            if offs:
+                if segs and segs[-1][1] == a and segs[-1][2] == offs:
+                    segs[-1] = (segs[-1][0], b, offs)
+                else:
+                    segs.append((a, b, offs))
+        slots = len(segs) + sum(1 for s, t in zip(segs, segs[1:]) if s[1] != t[0])
+        slots += 1 if segs[0][0] > 0 else 0
+        nodes = leaves = -(-slots // LEAF_SLOTS)
+        while leaves > 1:
+            leaves = -(-leaves // INTERNAL_FANOUT)
+            nodes += leaves
+        arrays = 0
+        for _a, _b, offs in segs:
+            if len(offs) > 1:
+                cap = 2
+                while cap < len(offs):
+                    cap *= 2
+                arrays += kmalloc_size(8 + 8 * cap)
+        return nodes, nodes * MAPLE_NODE_BYTES + arrays
+
+    def accounting(self) -> dict[str, tuple[int, int]]:
+        n = len(self.contexts)
+        nodes = total = 0
+        for c in self.contexts.values():
+            k, b = self.tree_bytes(c)
+            nodes += k
+            total += b
+        return {"cow_context": (n, n * COW_CONTEXT_BYTES), "remap_tree": (nodes, total)}
+
+    def measure(self) -> dict[str, int]:
+        nodes = sum(self.tree_bytes(c)[0] for c in self.contexts.values())
+        return {"anon_vma": 0, "avc": 0, "cow_context": len(self.contexts), "remap_nodes": nodes}
+
+    def check_invariants(self) -> list[str]:
+        errs: list[str] = []
+        m = self.machine
+        refs: dict[int, int] = {}
+        for f in m.anon_folios.values():
+            c = f.mapping
+            if c is None or c.freed:
+                errs.append(f"folio {f.id}: context freed (use after free)")
+                continue
+            refs[c.id] = refs.get(c.id, 0) + 1
+        for c in self.contexts.values():
+            want = (1 if c.mm is not None else 0) + len(c.children) + refs.get(c.id, 0)
+            if c.refcnt != want:
+                errs.append(f"{c}: refcnt should be {want}")
+            for ch in c.children:
+                if ch.parent is not c or ch.freed:
+                    errs.append(f"{c}: child link broken")
+            for vma, entry in c.contrib.items():
+                if vma.detached or vma.mm.design is not c:
+                    errs.append(f"{c}: remap entry of a freed or foreign VMA {vma.id}")
+                elif entry != (vma.pgoff, vma.pgoff + vma.pages - 1, vma_offset(vma)):
+                    errs.append(f"{c}: stale remap entry for VMA {vma.id}")
+        for mm in m.procs.values():
+            c = mm.design
+            if c is None:
+                continue
+            if c.mm is not mm or c.freed:
+                errs.append(f"{mm.name}: context broken")
+            for vma in mm.vmas:
+                if self.tracked(vma) and vma not in c.contrib:
+                    errs.append(f"{mm.name}: remapped VMA {vma} has no remap entry")
+        return errs
+
+
+class CowContextPocShortcut(CowContextDesign):
+    """The PoC's walk: an exclusive folio is looked for only at offset 0 of
+    its own context (``walk_context``'s shortcut, PoC defects 1 and 2)."""
+
+    name = "cowctx-poc-shortcut"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(shortcut="poc", **options)
+
