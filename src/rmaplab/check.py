@@ -55,9 +55,9 @@ def where(vpn: int) -> str:
 
 def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
     """Mappings that ``rmap_walk`` misses or reaches at a wrong address."""
-    truth: dict[Folio, list[tuple[Mm, int, int]]] = {}
-    for mm, vpn, f, i in m.anon_mappings():
-        truth.setdefault(f, []).append((mm, vpn, i))
+    truth: dict[Folio, list[tuple[Mm, int, int, int]]] = {}
+    for mm, vpn, f, i, n in m.anon_runs():
+        truth.setdefault(f, []).append((mm, vpn, i, n))
     errs: list[str] = []
     walk = m.design.rmap_walk
     for f, maps in truth.items():
@@ -68,9 +68,12 @@ def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
                             f"(use after free)")
                 continue
             seen.setdefault((vma.mm.id, base), []).append(vma)
-        for mm, vpn, i in maps:
+        for mm, vpn, i, n in maps:
             cands = seen.get((mm.id, vpn - i), ())
-            if not any(v.start <= vpn < v.end for v in cands):
+            for v in cands:
+                if v.start <= vpn and vpn + n <= v.end:
+                    break
+            else:
                 errs.append(f"rmap_walk of folio {f.id} (index {f.index:#x}, {f.nr} pages) "
                             f"misses page {i} mapped by {mm.name} at {where(vpn)}")
                 if len(errs) >= limit:
@@ -92,10 +95,12 @@ def check_machine(m: Machine) -> list[str]:
 
 
 def check_scenario(sc: Scenario, design: str | RmapDesign = "classic",
-                   config: KernelConfig | None = None) -> Violation | None:
+                   config: KernelConfig | None = None,
+                   machine: Machine | None = None) -> Violation | None:
     """Run ``sc`` with the checks after every op; the first violation or None.
-    ``design`` is a design name or a fresh design object."""
-    m = Machine(make_design(design) if isinstance(design, str) else design, config)
+    ``design`` is a design name or a fresh design object; ``machine`` a
+    fresh machine to use (so that the caller can inspect it afterwards)."""
+    m = machine or Machine(make_design(design) if isinstance(design, str) else design, config)
     ops = sc.ops
     for i, op in enumerate(ops):
         try:
@@ -109,14 +114,16 @@ def check_scenario(sc: Scenario, design: str | RmapDesign = "classic",
 
 
 def check_with_exit(sc: Scenario, design: str | RmapDesign = "classic",
-                    config: KernelConfig | None = None) -> Violation | None:
+                    config: KernelConfig | None = None,
+                    machine: Machine | None = None) -> Violation | None:
     """:func:`check_scenario`, then every live process exits (checked too),
     so that leaks show up even when the scenario leaves processes alive."""
     from rmaplab.scenario.ast import Exit
 
     names = [n for n in _alive_at_end(sc)]
     extra = [Op(0, n, Exit(), f"{n} exit (implicit, end of scenario)") for n in names]
-    return check_scenario(Scenario(sc.path, sc.ops + extra, sc.files, sc.header), design, config)
+    return check_scenario(Scenario(sc.path, sc.ops + extra, sc.files, sc.header), design, config,
+                          machine)
 
 
 def _alive_at_end(sc: Scenario) -> list[str]:

@@ -120,6 +120,34 @@ def cmd_workload(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.fuzz.campaign import Campaign, finding_text, progress_to_stderr
+
+    designs = a.design.split(",")
+    for d in designs:
+        make_design(d)
+    if a.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    camp = Campaign(designs, seed=a.seed, ops=a.ops, seconds=a.seconds, jobs=a.jobs,
+                    out=Path(a.out) if a.out else None, ops_per_scenario=a.ops_per_scenario,
+                    dask=a.dask, shrink=not a.no_shrink,
+                    progress=None if a.quiet else progress_to_stderr)
+    camp.run()
+    for f in sorted(camp.findings.values(), key=lambda f: (f.design, f.signature)):
+        print(finding_text(f, designs))
+    print("\n".join(camp.summary()))
+    return 1 if camp.findings else 0
+
+
+def cmd_export_c(a: argparse.Namespace) -> int:
+    from rmaplab.fuzz.export_c import export_c
+
+    (sc,) = _parse_all([a.file])
+    sys.stdout.write(export_c(sc))
+    return 0
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
     from rmaplab.fuzz.generate import generate_scenario
 
@@ -212,6 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--smaps", default=None, help="directory of *.smaps dumps")
     wl.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
     wl.set_defaults(fn=cmd_workload)
+
+    fz = sub.add_parser("fuzz", help="random scenarios, checked and shrunk (campaigns)")
+    fz.add_argument("--design", required=True, help="design(s), comma-separated: also differential")
+    fz.add_argument("--ops", type=int, default=None, help="stop after this many checked ops")
+    fz.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    fz.add_argument("--seed", type=int, default=1)
+    fz.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    fz.add_argument("--dask", default=None, metavar="tcp://HOST:PORT",
+                    help="run the shards on this Dask scheduler (pip install 'rmaplab[dask]')")
+    fz.add_argument("--out", default=None, help="findings directory (resumable checkpoint)")
+    fz.add_argument("--ops-per-scenario", type=int, default=200)
+    fz.add_argument("--no-shrink", action="store_true")
+    fz.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    fz.set_defaults(fn=cmd_fuzz)
+
+    ex = sub.add_parser("export-c", help="a scenario as a standalone C program (selftest style)")
+    ex.add_argument("file", metavar="FILE")
+    ex.set_defaults(fn=cmd_export_c)
 
     g = sub.add_parser("generate", help="print a random scenario")
     g.add_argument("--seed", type=int, default=1)

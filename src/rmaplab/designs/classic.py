@@ -116,6 +116,7 @@ class ClassicDesign(RmapDesign):
     def anon_vma_free(self, av: AnonVma) -> None:
         av.freed = True
         del self.live[av.id]
+        self.cost["t:free_anon_vma"] += 1
 
     def put_anon_vma(self, av: AnonVma) -> None:
         """``put_anon_vma()`` / ``__put_anon_vma()``: freeing a non-root
@@ -166,6 +167,9 @@ class ClassicDesign(RmapDesign):
         if av is None:
             av = self.anon_vma_alloc()
             av.num_children += 1  # self-parent link of a root
+            self.cost["t:prepare_new_root"] += 1
+        else:
+            self.cost["t:prepare_reuse_neighbour"] += 1
         self.anon_vma_chain_link(vma, av)
         vma.anon_vma = av
         av.num_active_vmas += 1
@@ -222,7 +226,9 @@ class ClassicDesign(RmapDesign):
         if reuse is not None:
             child_vma.anon_vma = reuse
             reuse.num_active_vmas += 1
+            self.cost["t:fork_reuse_ancestor"] += 1
             return
+        self.cost["t:fork_new_anon_vma"] += 1
         self._next_id += 1
         av = AnonVma(self._next_id)
         self.live[av.id] = av

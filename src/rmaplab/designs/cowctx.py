@@ -150,6 +150,7 @@ class CowContextDesign(RmapDesign):
             c = mm.design = CowContext(self._next, mm)
             self.contexts[c.id] = c
             self.cost["allocs"] += 1
+            self.cost["t:context_new"] += 1
         return c  # type: ignore[no-any-return]
 
     def put(self, c: CowContext) -> None:
@@ -185,6 +186,7 @@ class CowContextDesign(RmapDesign):
         else:
             c.contrib[vma] = new
             self.cost["remap_updates"] += 1
+            self.cost["t:remap_entry_set"] += 1
         c._index = None
 
     # ---- faults ------------------------------------------------------------------------
@@ -209,6 +211,7 @@ class CowContextDesign(RmapDesign):
         if old is not c:
             c.refcnt += 1
             folio.mapping = c
+            self.cost["t:folio_moved_context"] += 1
             self.put(old)
 
     def folio_freed(self, folio: Folio) -> None:
@@ -265,6 +268,8 @@ class CowContextDesign(RmapDesign):
             assert not c.contrib, "exit left remap entries"
             c.mm = None
             self.put(c)
+            if not c.freed:
+                self.cost["t:context_zombie"] += 1
 
     # ---- the walk ------------------------------------------------------------------------------
     def descendants(self, c: CowContext) -> Iterator[CowContext]:

@@ -185,6 +185,8 @@ class LazyDesign(ClassicDesign):
             rs = st(r)
             rs.members.discard(vma)
             if not rs.members and r.detached:
+                if r in self.retained:
+                    self.cost["t:retained_root_freed"] += 1
                 self.retained.discard(r)
                 self.freed_roots.add(r.id)
         s.roots = []
@@ -192,6 +194,7 @@ class LazyDesign(ClassicDesign):
     def _link_own(self, vma: Vma, av: AnonVma) -> None:
         self.anon_vma_chain_link(vma, av)
         s = st(vma)
+        self.cost[f"t:{s.label}->regular"] += 1
         s.own = av
         s.label = "regular"
         av.num_active_vmas += 1
@@ -251,8 +254,10 @@ class LazyDesign(ClassicDesign):
             return
         reset(vma)
         root = self.find_mergeable_root(vma) or vma
+        self.cost["t:prepare_join_neighbour_root" if root is not vma else "t:prepare_own_root"] += 1
         self.add_ref(root, vma)
         st(vma).label = "tree_vma" if vma.mm.parent is not None else "lazy"
+        self.cost[f"t:none->{st(vma).label}"] += 1
         vma.anon_vma = root
 
     def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
@@ -304,6 +309,8 @@ class LazyDesign(ClassicDesign):
         for s in sources:
             if self.pure_lazy(s):
                 for r in st(s).roots:
+                    if r not in st(target).roots:
+                        self.cost["t:merge_keeps_other_root"] += 1
                     self.add_ref(r, target)
         if self.merge == "upgrade" and len(st(target).roots) > 1:
             self.upgrade(target)
@@ -342,6 +349,7 @@ class LazyDesign(ClassicDesign):
         s = vma.design
         if s is not None and s.members:
             self.retained.add(vma)
+            self.cost["t:root_retained"] += 1
         elif s is not None:
             self.freed_roots.add(vma.id)
 
@@ -378,6 +386,7 @@ class LazyDesign(ClassicDesign):
         self._clone_chain(child_vma, parent_vma)
         cs = reset(child_vma)
         cs.label = "tree_parent"
+        self.cost["t:none->tree_parent"] += 1
         self.add_ref(child_vma, child_vma)
         child_vma.anon_vma = child_vma
 

@@ -38,6 +38,8 @@ class GenParams:
     weights: tuple[tuple[str, int], ...] = (
         ("mmap", 14), ("write", 20), ("read", 8), ("mprotect", 10), ("munmap", 6),
         ("mremap", 9), ("madvise", 9), ("fork", 5), ("exit", 3), ("measure", 6), ("maps", 4),
+        # recipes: short sequences that reach deep states in few ops
+        ("thp", 3), ("two_roots", 2), ("move_faulted", 2),
     )
 
 
@@ -85,11 +87,64 @@ class _Gen:
             return r.randrange(w // HPAGE_PMD_NR) * HPAGE_PMD_NR
         return r.randrange(max(1, w - n))
 
-    def op(self) -> str:
+    def free_block(self, proc: str, n: int, align: int = 1) -> int | None:
+        """A free range of ``n`` pages (aligned to ``align``) in the window."""
+        taken = self.vmas(proc)
+        for _ in range(8):
+            s = self.r.randrange(max(1, (self.p.window - n) // align)) * align
+            if all(b < s or a >= s + n for a, b in taken):
+                return s
+        return None
+
+    def recipe(self, kind: str, proc: str) -> list[str] | None:
+        """Multi-line recipes; None when there is no room for one."""
+        r = self.r
+        if kind == "thp":  # a PMD THP, then maybe a split of the VMA inside it
+            s = self.free_block(proc, HPAGE_PMD_NR, HPAGE_PMD_NR)
+            if s is None:
+                return None
+            k = 0 if r.random() < 0.5 else r.randrange(HPAGE_PMD_NR)
+            out = [f"{proc} mmap @{s} {HPAGE_PMD_NR} rw",
+                   f"{proc} madvise {s}..{s + HPAGE_PMD_NR - 1} hugepage",
+                   f"{proc} write {s + k}..{s + k}"]
+            if r.random() < 0.6:
+                a = s + r.randrange(1, HPAGE_PMD_NR - 12)
+                verb = r.choice(["mprotect {}..{} r", "munmap {}..{}", "madvise {}..{} dontfork"])
+                out.append(f"{proc} " + verb.format(a, a + r.randrange(1, 10)))
+            return out
+        if kind == "two_roots":  # two VMAs faulted apart, then made mergeable
+            n = r.choice([2, 4, 8])
+            s = self.free_block(proc, 2 * n)
+            if s is None:
+                return None
+            return [f"{proc} mmap @{s} {n} rw", f"{proc} mmap @{s + n} {n} rw",
+                    f"{proc} madvise {s + n}..{s + 2 * n - 1} dontfork",
+                    f"{proc} write {s}..{s + 2 * n - 1}",
+                    f"{proc} madvise {s + n}..{s + 2 * n - 1} dofork"]
+        if kind == "move_faulted":  # fault, then move (all or part)
+            n = r.choice([1, 4, 16])
+            s = self.free_block(proc, n)
+            d = self.free_block(proc, 2 * n)
+            if s is None or d is None or abs(s - d) < 2 * n:
+                return None
+            k = r.randrange(1, n + 1)
+            return [f"{proc} mmap @{s} {n} rw", f"{proc} write {s}..{s + n - 1}",
+                    f"{proc} mremap {s} {k} {k} @{d}"]
+        return None
+
+    def ops(self) -> list[str]:
+        """The next line(s): one operation or a recipe."""
         r = self.r
         names, weights = zip(*self.p.weights)
         kind = r.choices(names, weights)[0]
         proc = r.choice(self.alive)
+        if kind in ("thp", "two_roots", "move_faulted"):
+            lines = self.recipe(kind, proc)
+            return lines if lines else [self.op_line("write", proc)]
+        return [self.op_line(kind, proc)]
+
+    def op_line(self, kind: str, proc: str) -> str:
+        r = self.r
         if len(self.vmas(proc)) < 2 and r.random() < 0.7:
             kind = "mmap"  # give the process something to work on
         if kind == "measure":
@@ -152,17 +207,19 @@ class _Gen:
 
     def run(self, nops: int) -> str:
         sp = ScenarioParser("<generated>")
-        for i in range(nops):
-            line = self.op()
-            op = sp.feed(i + 1, line)
-            assert op is not None
-            apply_op(self.m, op)
-            a = op.action
-            if isinstance(a, Fork):
-                self.alive.append(a.child)
-            elif isinstance(a, Exit):
-                self.alive.remove(op.proc)
-            self.lines.append(line)
+        while len(self.lines) < nops:
+            for line in self.ops():
+                if len(self.lines) >= nops:
+                    break
+                op = sp.feed(len(self.lines) + 1, line)
+                assert op is not None
+                apply_op(self.m, op)
+                a = op.action
+                if isinstance(a, Fork):
+                    self.alive.append(a.child)
+                elif isinstance(a, Exit):
+                    self.alive.remove(op.proc)
+                self.lines.append(line)
         return "\n".join(self.lines) + "\n"
 
 

@@ -151,10 +151,25 @@ class SlabCounter(Counter):
         self.base = (0, 0)
 
     @staticmethod
-    def _objects(cache: str) -> int:
+    def _read(cache: str) -> int:
         d = SLAB / cache
         (d / "shrink").write_text("1")
         return int((d / "objects").read_text().split()[0])
+
+    @classmethod
+    def _objects(cache_cls, cache: str) -> int:
+        """Shrink and read until two readings 10 ms apart agree (anon_vma is
+        SLAB_TYPESAFE_BY_RCU: emptied slabs are freed after a grace period)."""
+        import time
+
+        prev = cache_cls._read(cache)
+        for _ in range(100):
+            time.sleep(0.01)
+            cur = cache_cls._read(cache)
+            if cur == prev:
+                return cur
+            prev = cur
+        return prev
 
     def snapshot(self) -> tuple[int, int]:
         a, c = self.CACHES

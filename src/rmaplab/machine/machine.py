@@ -919,20 +919,26 @@ class Machine(VmaOps):
     # ------------------------------------------------------------ ground truth
     def anon_mappings(self) -> Iterator[tuple[Mm, int, Folio, int]]:
         """Every mapped page of every anonymous folio: (mm, vpn, folio, page)."""
+        for mm, vpn, f, i, n in self.anon_runs():
+            for k in range(n):
+                yield mm, vpn + k, f, i + k
+
+    def anon_runs(self) -> Iterator[tuple[Mm, int, Folio, int, int]]:
+        """Mappings of anonymous folios as runs: (mm, vpn, folio, first page,
+        pages) - a PMD mapping is one run of 512 pages, a PTE one page."""
         for mm in self.procs.values():
             for vpn, e in mm.pt.present():
                 f = e.folio
                 if not f.anon:
                     continue
                 if type(e) is PmdMap:
-                    for i in range(f.nr):
-                        yield mm, vpn + i, f, i
+                    yield mm, vpn, f, 0, f.nr
                 else:
-                    yield mm, vpn, f, e.idx  # type: ignore[union-attr]
+                    yield mm, vpn, f, e.idx, 1  # type: ignore[union-attr]
 
     def check_structures(self) -> list[str]:
         """Violations of the machine's own invariants (VMA trees, page
-        tables inside VMAs, folio map counts)."""
+        tables inside VMAs, folio map counts).  O(VMAs + entries)."""
         errs: list[str] = []
         counts: dict[int, int] = {}
         for mm in self.procs.values():
@@ -940,18 +946,36 @@ class Machine(VmaOps):
                 mm.vmas.check()
             except AssertionError as e:
                 errs.append(f"{mm.name}: VMA tree broken: {e}")
-            for vpn, e in mm.pt.present():
-                f = e.folio
-                if f.zero:
-                    continue
-                v = mm.vmas.find(vpn)
-                if v is None:
-                    errs.append(f"{mm.name}: page {vpn:#x} mapped outside any VMA")
-                elif type(e) is PmdMap and not (v.start <= vpn and vpn + HPAGE_PMD_NR <= v.end):
-                    errs.append(f"{mm.name}: PMD at {vpn:#x} crosses a VMA boundary")
-                counts[id(f)] = counts.get(id(f), 0) + 1
-                if f.anon and f.freed:
-                    errs.append(f"{mm.name}: freed folio {f.id} still mapped at {vpn:#x}")
+            pt = mm.pt
+            inside = 0
+            pmds: set[int] = set()
+            for v in mm.vmas:
+                for b, e in pt.tables_in(v.start, v.end):
+                    if type(e) is PmdMap:
+                        if b in pmds:
+                            continue
+                        pmds.add(b)
+                        base = b * HPAGE_PMD_NR
+                        if not (v.start <= base and base + HPAGE_PMD_NR <= v.end):
+                            errs.append(f"{mm.name}: PMD at {base:#x} crosses a VMA boundary")
+                        inside += 1
+                        f = e.folio
+                        if not f.zero:
+                            counts[id(f)] = counts.get(id(f), 0) + 1
+                        continue
+                    lo = v.start if v.start > b * HPAGE_PMD_NR else b * HPAGE_PMD_NR
+                    hi = v.end if v.end < (b + 1) * HPAGE_PMD_NR else (b + 1) * HPAGE_PMD_NR
+                    for vpn, pte in PageTables.ptes_in(e, lo, hi):  # type: ignore[arg-type]
+                        inside += 1
+                        f = pte.folio
+                        if f.zero:
+                            continue
+                        counts[id(f)] = counts.get(id(f), 0) + 1
+                        if f.anon and f.freed:
+                            errs.append(f"{mm.name}: freed folio {f.id} still mapped at {vpn:#x}")
+            total = sum(1 if type(e) is PmdMap else len(e) for e in pt.pmd.values())
+            if total != inside:
+                errs.append(f"{mm.name}: {total - inside} page(s) mapped outside any VMA")
         for f in self.anon_folios.values():
             if counts.get(id(f), 0) != f.mapcount:
                 errs.append(f"folio {f.id}: mapcount {f.mapcount} but "

@@ -1,0 +1,436 @@
+"""Fuzzing campaigns: random scenarios against designs, every step checked.
+
+A campaign is a sequence of *shards*; shard ``k`` covers the scenarios of
+seeds ``seed + k*per_shard .. seed + (k+1)*per_shard - 1`` (each scenario
+``ops_per_scenario`` operations from :mod:`rmaplab.fuzz.generate`).  A shard
+runs every design on every scenario with the oracle after every op
+(:func:`rmaplab.check.check_with_exit`); with two designs or more it also
+compares what a program could observe (:func:`observables`: each op's error
+and the mapped ranges with their protections, merges notwithstanding).  A
+failure is shrunk (:mod:`rmaplab.fuzz.shrink`) to a minimal scenario that
+fails the same way (same design, same normalised message).
+
+Shards run in local processes (``jobs``) or on a Dask cluster (``dask``),
+with identical results for identical parameters: the same seed gives the
+same run.  Findings are written atomically as they arrive; the checkpoint
+(``campaign.json``) records finished shards after their findings, so an
+interrupted campaign resumes without losing any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from rmaplab.check import check_with_exit
+from rmaplab.errors import UsageError
+from rmaplab.fuzz.atomic import write_atomic
+from rmaplab.fuzz.generate import generate_scenario
+from rmaplab.fuzz.shrink import shrink_lines
+from rmaplab.scenario.parse import parse_text
+
+PER_SHARD = 10
+
+
+@dataclass
+class Finding:
+    """A shrunk failing scenario."""
+
+    design: str
+    signature: str
+    message: str
+    seed: int
+    original_lines: int
+    lines: list[str]
+
+    def key(self) -> str:
+        h = hashlib.sha1(f"{self.design}|{self.signature}".encode()).hexdigest()[:10]
+        return f"{self.design.replace(':', '_').replace('=', '-')}__{h}"
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    ops: int
+    scenarios: int
+    findings: list[Finding] = field(default_factory=list)
+    op_kinds: Counter[str] = field(default_factory=Counter)
+    transitions: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def normalise(msg: str) -> str:
+    """A violation message without numbers or process names (its kind).
+
+    >>> normalise("rmap_walk of folio 12 (index 0x6f0, 1 pages) misses page 3 mapped by P1 at page 40")
+    'rmap_walk of folio N (index N, N pages) misses page N mapped by P at page N'
+    """
+    msg = re.sub(r"P\d+", "P", msg)
+    return re.sub(r"0x[0-9a-f]+|\d+", "N", msg)
+
+
+def observables(sc_text: str, design: str) -> list[tuple[Any, ...]]:
+    """Per op: its output line (errors and measures stripped of counts) and
+    every process's mapped ranges with protections, adjacent equal ranges
+    coalesced (so that VMA merge policy alone is not a difference)."""
+    from rmaplab.designs import make_design
+    from rmaplab.machine.machine import Machine
+    from rmaplab.scenario.run import apply_op
+
+    sc = parse_text(sc_text)
+    m = Machine(make_design(design))
+    out: list[tuple[Any, ...]] = []
+    for op in sc.ops:
+        line = apply_op(m, op)
+        err = line if line and line.startswith("error") else None
+        ranges = []
+        for name in sorted(m.procs):
+            cur: list[Any] | None = None
+            for a, b, p in m.maps(name):
+                if cur and cur[1] + 1 == a and cur[2] == p:
+                    cur[1] = b
+                else:
+                    cur = [a, b, p]
+                    ranges.append((name, cur))
+        out.append((op.line, err, tuple((n, tuple(r)) for n, r in ranges)))
+    return out
+
+
+def first_divergence(text: str, designs: list[str]) -> str | None:
+    """'line L: X says ..., Y says ...' for the first op where two designs
+    disagree on what a program could observe, or None."""
+    obs = {d: observables(text, d) for d in designs}
+    base = designs[0]
+    for i, row in enumerate(obs[base]):
+        for d in designs[1:]:
+            other = obs[d][i]
+            if other == row:
+                continue
+            if other[1] != row[1]:
+                what = f"{base}: {row[1] or 'ok'}; {d}: {other[1] or 'ok'}"
+            else:
+                what = f"{base} and {d} map different ranges"
+            return f"designs disagree at line {row[0]} ({what})"
+    return None
+
+
+def _check(text: str, design: str, machine: Any = None) -> str | None:
+    v = check_with_exit(parse_text(text), design, machine=machine)
+    return None if v is None else str(v)
+
+
+def _shrink(lines: list[str], design: str, sig: str, designs: list[str]) -> list[str]:
+    text = lambda ls: "\n".join(ls) + "\n"  # noqa: E731
+    if design == "differential":
+        def failing(ls: list[str]) -> bool:
+            d = first_divergence(text(ls), designs)
+            return d is not None and normalise(d.split(" (", 1)[1]) == sig
+    else:
+        def failing(ls: list[str]) -> bool:
+            v = _check(text(ls), design)
+            return v is not None and normalise(v.split("; at line")[0]) == sig
+    return shrink_lines(lines, failing)
+
+
+def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
+              per_shard: int = PER_SHARD, shrink: bool = True) -> ShardResult:
+    """Check the scenarios of one shard (a pure function of its arguments)."""
+    from rmaplab.designs import make_design
+    from rmaplab.machine.machine import Machine
+
+    res = ShardResult(shard, 0, 0)
+    seen: set[tuple[str, str]] = set()
+    for s in range(seed + shard * per_shard, seed + (shard + 1) * per_shard):
+        text = generate_scenario(s, ops_per_scenario)
+        sc = parse_text(text)
+        res.scenarios += 1
+        res.ops += len(sc.ops) * len(designs)
+        for op in sc.ops:
+            res.op_kinds[type(op.action).__name__.lower()] += 1
+        for d in designs:
+            m = Machine(make_design(d))
+            v = _check(text, d, machine=m)
+            t = res.transitions.setdefault(d, Counter())
+            for k, c in m.design.cost.items():
+                if k.startswith("t:"):
+                    t[k[2:]] += c
+            if v is not None:
+                sig = normalise(v.split("; at line")[0])
+                if (d, sig) not in seen:
+                    seen.add((d, sig))
+                    lines = text.splitlines()
+                    small = _shrink(lines, d, sig, designs) if shrink else lines
+                    msg = _check("\n".join(small) + "\n", d) or v
+                    res.findings.append(Finding(d, sig, msg, s, len(lines), small))
+        if len(designs) > 1:
+            div = first_divergence(text, designs)
+            if div is not None:
+                sig = normalise(div.split(" (", 1)[1])
+                if ("differential", sig) not in seen:
+                    seen.add(("differential", sig))
+                    lines = text.splitlines()
+                    small = _shrink(lines, "differential", sig, designs) if shrink else lines
+                    msg = first_divergence("\n".join(small) + "\n", designs) or div
+                    res.findings.append(Finding("differential", sig, msg, s, len(lines), small))
+    return res
+
+
+def diagram(lines: list[str], design: str) -> list[str]:
+    """ASCII map of every process's arena at the end of a scenario."""
+    from rmaplab.designs import make_design
+    from rmaplab.machine.machine import Machine
+    from rmaplab.scenario.run import run_scenario
+
+    m = Machine(make_design(design if design != "differential" else "classic"))
+    try:
+        run_scenario(parse_text("\n".join(lines) + "\n"), machine=m)
+    except Exception:
+        return ["#   (the scenario stops with an exception)"]
+    out = []
+    for name in sorted(m.procs, key=lambda n: int(n[1:])):
+        cells = []
+        prev_end = None
+        for a, b, p in m.maps(name):
+            if prev_end is not None and a > prev_end + 1:
+                cells.append("...")
+            cells.append(f"[{a}..{b} {p}]")
+            prev_end = b
+        out.append(f"#   {name}: " + (" ".join(cells) if cells else "(empty arena)"))
+    return out or ["#   (no process left)"]
+
+
+def finding_text(f: Finding, designs: list[str]) -> str:
+    head = [
+        f"# rmaplab fuzz finding: {f.design}"
+        + (f" ({', '.join(designs)})" if f.design == "differential" else ""),
+        f"# violation: {f.message}",
+        f"# kind: {f.signature}",
+        f"# seed: {f.seed} (rmaplab generate --seed {f.seed}); "
+        f"original length {f.original_lines} lines, shrunk to {len(f.lines)}",
+        "# address space at the end:",
+    ] + diagram(f.lines, f.design) + [
+        f"# replay: rmaplab check --design {f.design if f.design != 'differential' else designs[0]}"
+        " THIS_FILE",
+    ]
+    return "\n".join(head + f.lines) + "\n"
+
+
+@dataclass
+class Campaign:
+    designs: list[str]
+    seed: int = 1
+    ops: int | None = None
+    seconds: float | None = None
+    jobs: int = 1
+    out: Path | None = None
+    ops_per_scenario: int = 200
+    per_shard: int = PER_SHARD
+    dask: str | None = None
+    shrink: bool = True
+    progress: Callable[[str], None] | None = None
+    results: dict[int, ShardResult] = field(default_factory=dict)
+    findings: dict[str, Finding] = field(default_factory=dict)
+    started: float = 0.0
+
+    def params(self) -> dict[str, Any]:
+        return {"designs": self.designs, "seed": self.seed,
+                "ops_per_scenario": self.ops_per_scenario, "per_shard": self.per_shard}
+
+    # -- checkpoint --------------------------------------------------------------------------
+    def load(self) -> set[int]:
+        if self.out is None or not (self.out / "campaign.json").exists():
+            return set()
+        state = json.loads((self.out / "campaign.json").read_text())
+        if state.get("params") != self.params():
+            raise UsageError(f"{self.out}/campaign.json belongs to another campaign "
+                             f"({state.get('params')}); use another --out")
+        for k, v in state.get("shards", {}).items():
+            r = ShardResult(int(k), v["ops"], v["scenarios"], [], Counter(v["op_kinds"]),
+                            {d: Counter(c) for d, c in v["transitions"].items()})
+            self.results[int(k)] = r
+        for f in state.get("findings", []):
+            fd = Finding(**f)
+            self.findings[fd.key()] = fd
+        return set(self.results)
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        state = {"params": self.params(),
+                 "shards": {str(k): {"ops": r.ops, "scenarios": r.scenarios,
+                                     "op_kinds": dict(r.op_kinds),
+                                     "transitions": {d: dict(c) for d, c in r.transitions.items()}}
+                            for k, r in self.results.items()},
+                 "findings": [f.__dict__ for f in self.findings.values()]}
+        write_atomic(self.out / "campaign.json", json.dumps(state, indent=1, sort_keys=True))
+
+    def record(self, r: ShardResult) -> None:
+        for f in r.findings:
+            k = f.key()
+            old = self.findings.get(k)
+            if old is None or len(f.lines) < len(old.lines) or (
+                    len(f.lines) == len(old.lines) and f.seed < old.seed):
+                self.findings[k] = f
+                if self.out is not None:
+                    write_atomic(self.out / f"{k}.scn", finding_text(f, self.designs))
+        self.results[r.shard] = r
+        self.save()
+
+    # -- running ---------------------------------------------------------------------------
+    def total_ops(self) -> int:
+        return sum(r.ops for r in self.results.values())
+
+    def done(self) -> bool:
+        if self.ops is not None:
+            return self.total_ops() >= self.ops
+        return time.monotonic() - self.started >= (self.seconds or 0)
+
+    def shard_ids(self, skip: set[int]) -> Iterator[int]:
+        k = 0
+        while True:
+            if k not in skip:
+                yield k
+            k += 1
+
+    def needed_shards(self, skip: set[int]) -> int | None:
+        """With --ops, exactly how many shards (so the run is reproducible)."""
+        if self.ops is None:
+            return None
+        per = self.ops_per_scenario * self.per_shard * len(self.designs)
+        return -(-self.ops // per)
+
+    def run(self) -> None:
+        if (self.ops is None) == (self.seconds is None):
+            raise UsageError("give exactly one of --ops N or --seconds N")
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+        skip = self.load()
+        self.started = time.monotonic()
+        n = self.needed_shards(skip)
+        todo: Iterable[int] = ([k for k in range(n) if k not in skip] if n is not None
+                               else self.shard_ids(skip))
+        args = (self.designs, self.seed, self.ops_per_scenario, self.per_shard, self.shrink)
+        last = 0.0
+        for r in self._execute(todo, args):
+            self.record(r)
+            now = time.monotonic()
+            if self.progress and now - last >= 1.0:
+                last = now
+                self.progress(self.status())
+            if n is None and self.done():
+                break
+        if self.progress:
+            self.progress(self.status())
+
+    def _execute(self, todo: Iterable[int], args: tuple[Any, ...]) -> Iterator[ShardResult]:
+        if self.dask:
+            yield from _run_dask(self.dask, todo, args, self)
+        elif self.jobs <= 1:
+            for k in todo:
+                yield run_shard(k, *args)
+                if self.ops is None and self.done():
+                    return
+        else:
+            yield from _run_pool(self.jobs, todo, args, self)
+
+    def status(self) -> str:
+        el = max(1e-9, time.monotonic() - self.started)
+        ops = self.total_ops()
+        return (f"[{el:7.1f}s] {ops:,} ops ({ops / el:,.0f} ops/s), "
+                f"{sum(r.scenarios for r in self.results.values()):,} scenarios, "
+                f"{len(self.findings)} findings")
+
+    def summary(self) -> list[str]:
+        el = max(1e-9, time.monotonic() - self.started)
+        ops = self.total_ops()
+        scen = sum(r.scenarios for r in self.results.values())
+        per = Counter(f.design for f in self.findings.values())
+        kinds: Counter[str] = Counter()
+        trans: dict[str, Counter[str]] = {}
+        for r in self.results.values():
+            kinds.update(r.op_kinds)
+            for d, c in r.transitions.items():
+                trans.setdefault(d, Counter()).update(c)
+        workers = self.jobs if not self.dask else 0
+        out = [f"campaign: {', '.join(self.designs)}; seed {self.seed}; {len(self.results)} shards",
+               f"ops: {ops:,} checked ({scen:,} scenarios of {self.ops_per_scenario} ops, "
+               f"x{len(self.designs)} designs) in {el:.1f}s: {ops / el:,.0f} ops/s"
+               + (f", {ops / el / workers:,.0f} ops/s per core" if workers else ""),
+               "findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
+                                         self.designs + (["differential"] if len(self.designs) > 1
+                                                         else []))),
+               "coverage of op kinds: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common())]
+        for d, c in trans.items():
+            out.append(f"coverage of {d} transitions: "
+                       + (", ".join(f"{k} {v:,}" for k, v in sorted(c.items())) or "none"))
+        for f in sorted(self.findings.values(), key=lambda f: (f.design, f.signature)):
+            where = f" -> {self.out / (f.key() + '.scn')}" if self.out else ""
+            out.append(f"finding {f.design}: {f.signature} ({len(f.lines)} lines, "
+                       f"seed {f.seed}){where}")
+        return out
+
+
+def _run_pool(jobs: int, todo: Iterable[int], args: tuple[Any, ...],
+              camp: Campaign) -> Iterator[ShardResult]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(jobs) as pool:
+        pending: list[Any] = []
+        it = iter(todo)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * jobs and not (
+                    camp.ops is None and camp.done()):
+                try:
+                    k = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append(pool.apply_async(run_shard, (k, *args)))
+            if not pending:
+                return
+            ready = [p for p in pending if p.ready()]
+            if not ready:
+                time.sleep(0.05)
+                continue
+            for p in ready:
+                pending.remove(p)
+                yield p.get()
+
+
+def _run_dask(address: str, todo: Iterable[int], args: tuple[Any, ...],
+              camp: Campaign) -> Iterator[ShardResult]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--dask needs the optional extra: pip install 'rmaplab[dask]'") from None
+    client = Client(address)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        it = iter(todo)
+        futures = []
+        for k in it:
+            futures.append(client.submit(run_shard, k, *args, pure=False))
+            if len(futures) >= 2 * n_workers:
+                break
+        ac = as_completed(futures)
+        for fut in ac:
+            yield fut.result()
+            if camp.ops is None and camp.done():
+                continue
+            nxt = next(it, None)
+            if nxt is not None:
+                ac.add(client.submit(run_shard, nxt, *args, pure=False))
+    finally:
+        client.close()
+
+
+def progress_to_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

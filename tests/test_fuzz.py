@@ -1,0 +1,115 @@
+"""Fuzzing campaigns: determinism, shrinking, resume, Dask, export to C."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS
+from rmaplab.check import check_with_exit
+from rmaplab.cli import main
+from rmaplab.fuzz.campaign import Campaign, normalise, run_shard
+from rmaplab.fuzz.export_c import export_c
+from rmaplab.scenario.parse import parse_file, parse_text
+
+FLAWED = ["lazy-single-address", "lazy-merge-any", "lazy-no-upgrade-on-mremap",
+          "cowctx-poc-shortcut"]
+
+
+def findings(c: Campaign) -> list[tuple[str, str, tuple[str, ...]]]:
+    return sorted((f.design, f.signature, tuple(f.lines)) for f in c.findings.values())
+
+
+@pytest.mark.parametrize("design", FLAWED)
+def test_every_flawed_variant_is_found_and_shrunk_to_8_lines(design: str) -> None:
+    c = Campaign([design], seed=1, ops=2000, ops_per_scenario=200, per_shard=10)
+    c.run()
+    assert c.findings, f"no finding for {design} in 2,000 ops"
+    best = min(c.findings.values(), key=lambda f: len(f.lines))
+    assert len(best.lines) <= 8, best.lines
+    v = check_with_exit(parse_text("\n".join(best.lines) + "\n"), design)
+    assert v is not None and normalise(str(v).split("; at line")[0]) == best.signature
+
+
+def test_correct_designs_have_no_finding() -> None:
+    r = run_shard(0, ["classic", "lazy", "cowctx"], seed=77, ops_per_scenario=150, per_shard=3)
+    assert [f for f in r.findings if f.design != "differential"] == []
+    assert r.scenarios == 3 and r.ops == 3 * 150 * 3
+
+
+def test_same_seed_same_run_local_and_pool() -> None:
+    a = Campaign(["lazy-merge-any"], seed=5, ops=1200, ops_per_scenario=100, per_shard=4,
+                 shrink=False)
+    a.run()
+    b = Campaign(["lazy-merge-any"], seed=5, ops=1200, ops_per_scenario=100, per_shard=4, jobs=2,
+                 shrink=False)
+    b.run()
+    assert findings(a) == findings(b) and a.total_ops() == b.total_ops() == 1200
+
+
+def test_interrupted_campaign_resumes_without_losing_findings(tmp_path: Path) -> None:
+    full = Campaign(["lazy-no-upgrade-on-mremap"], seed=3, ops=1600, ops_per_scenario=100,
+                    per_shard=4, shrink=False)
+    full.run()
+    part = Campaign(["lazy-no-upgrade-on-mremap"], seed=3, ops=800, ops_per_scenario=100,
+                    per_shard=4, out=tmp_path, shrink=False)
+    part.run()  # "interrupted" half way
+    assert (tmp_path / "campaign.json").exists()
+    assert all((tmp_path / f"{k}.scn").exists() for k in part.findings)
+    resumed = Campaign(["lazy-no-upgrade-on-mremap"], seed=3, ops=1600, ops_per_scenario=100,
+                       per_shard=4, out=tmp_path, shrink=False)
+    resumed.run()
+    assert findings(resumed) == findings(full)
+    text = next(tmp_path.glob("*.scn")).read_text()
+    assert text.startswith("# rmaplab fuzz finding: lazy-no-upgrade-on-mremap")
+    assert "# address space at the end:" in text
+    sc = parse_file(next(tmp_path.glob("*.scn")))
+    assert check_with_exit(sc, "lazy-no-upgrade-on-mremap") is not None
+
+
+def test_dask_cluster_gives_the_local_findings() -> None:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    try:
+        d = Campaign(["lazy-merge-any"], seed=9, ops=800, ops_per_scenario=100, per_shard=4,
+                     dask=cluster.scheduler_address, shrink=False)
+        d.run()
+    finally:
+        cluster.close()
+    local = Campaign(["lazy-merge-any"], seed=9, ops=800, ops_per_scenario=100, per_shard=4,
+                     shrink=False)
+    local.run()
+    assert findings(d) == findings(local) and d.findings
+
+
+def test_fuzz_cli_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuzz", "--design", "classic", "--ops", "10", "--seconds", "1"]) == 2
+    assert "exactly one of --ops N or --seconds N" in capsys.readouterr().err
+    assert main(["fuzz", "--design", "nope", "--ops", "10"]) == 2
+
+
+@pytest.mark.kernel
+def test_exported_c_program_reproduces_the_recording(live_kernel: None, tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    from rmaplab.kernel.record import read_recording
+    from rmaplab.kernel.runner import kernel_lock
+
+    path = CORPUS / "p36-ancestor-reuse.scn"
+    src = tmp_path / "s.c"
+    src.write_text(export_c(parse_file(path)))
+    subprocess.run([cc, "-O2", "-o", str(tmp_path / "s"), str(src)], check=True)
+    want = read_recording(path.with_suffix(".out"))
+    got: list[str] = []
+    for _ in range(3):
+        with kernel_lock():
+            got = subprocess.run([str(tmp_path / "s")], capture_output=True, text=True,
+                                 check=True).stdout.splitlines()
+        if got == want:
+            break
+    assert got == want
