@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fz = sub.add_parser("fuzz", help="random scenarios, checked and shrunk (campaigns)")
     fz.add_argument("--design", required=True, help="design(s), comma-separated: also differential")
-    fz.add_argument("--ops", type=int, default=None, help="stop after this many checked ops")
+    fz.add_argument("--ops", type=int, default=None,
+                    help="stop after this many scenario ops (each checked under every design)")
     fz.add_argument("--seconds", type=float, default=None, help="stop after this long")
     fz.add_argument("--seed", type=int, default=1)
     fz.add_argument("--jobs", type=int, default=1, help="local worker processes")

@@ -19,6 +19,10 @@ class ScenarioError(RmaplabError):
         self.line = line
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, int, str]]:
+        # picklable, so that a worker process can send it back to the pool
+        return (type(self), (self.path, self.line, self.message))
+
 
 class UsageError(RmaplabError):
     """A bad command-line option or argument."""

@@ -140,45 +140,66 @@ def _shrink(lines: list[str], design: str, sig: str, designs: list[str]) -> list
 
 def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
               per_shard: int = PER_SHARD, shrink: bool = True) -> ShardResult:
-    """Check the scenarios of one shard (a pure function of its arguments)."""
-    from rmaplab.designs import make_design
-    from rmaplab.machine.machine import Machine
+    """Check the scenarios of one shard (a pure function of its arguments).
 
+    A crash while generating or checking a scenario is recorded as an
+    ``internal`` finding (with its seed) instead of stopping the campaign.
+    """
     res = ShardResult(shard, 0, 0)
     seen: set[tuple[str, str]] = set()
     for s in range(seed + shard * per_shard, seed + (shard + 1) * per_shard):
-        text = generate_scenario(s, ops_per_scenario)
-        sc = parse_text(text)
-        res.scenarios += 1
-        res.ops += len(sc.ops) * len(designs)
-        for op in sc.ops:
-            res.op_kinds[type(op.action).__name__.lower()] += 1
-        for d in designs:
-            m = Machine(make_design(d))
-            v = _check(text, d, machine=m)
-            t = res.transitions.setdefault(d, Counter())
-            for k, c in m.design.cost.items():
-                if k.startswith("t:"):
-                    t[k[2:]] += c
-            if v is not None:
-                sig = normalise(v.split("; at line")[0])
-                if (d, sig) not in seen:
-                    seen.add((d, sig))
-                    lines = text.splitlines()
-                    small = _shrink(lines, d, sig, designs) if shrink else lines
-                    msg = _check("\n".join(small) + "\n", d) or v
-                    res.findings.append(Finding(d, sig, msg, s, len(lines), small))
-        if len(designs) > 1:
-            div = first_divergence(text, designs)
-            if div is not None:
-                sig = normalise(div.split(" (", 1)[1])
-                if ("differential", sig) not in seen:
-                    seen.add(("differential", sig))
-                    lines = text.splitlines()
-                    small = _shrink(lines, "differential", sig, designs) if shrink else lines
-                    msg = first_divergence("\n".join(small) + "\n", designs) or div
-                    res.findings.append(Finding("differential", sig, msg, s, len(lines), small))
+        try:
+            _run_one(res, seen, s, designs, ops_per_scenario, shrink)
+        except Exception as e:  # a crash of the generator or the model is a finding too
+            sig = f"internal error: {type(e).__name__}: {normalise(str(e))}"
+            if ("internal", sig) not in seen:
+                seen.add(("internal", sig))
+                try:
+                    lines = generate_scenario(s, ops_per_scenario).splitlines()
+                except Exception:
+                    lines = [f"# generate_scenario({s}, {ops_per_scenario}) raised"]
+                res.findings.append(Finding("internal", sig, f"{type(e).__name__}: {e}", s,
+                                            len(lines), lines))
     return res
+
+
+def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list[str],
+             ops_per_scenario: int, shrink: bool) -> None:
+    """Generate scenario ``s``, check it under every design and compare them."""
+    from rmaplab.designs import make_design
+    from rmaplab.machine.machine import Machine
+
+    text = generate_scenario(s, ops_per_scenario)
+    sc = parse_text(text)
+    res.scenarios += 1
+    res.ops += len(sc.ops)
+    for op in sc.ops:
+        res.op_kinds[type(op.action).__name__.lower()] += 1
+    for d in designs:
+        m = Machine(make_design(d))
+        v = _check(text, d, machine=m)
+        t = res.transitions.setdefault(d, Counter())
+        for k, c in m.design.cost.items():
+            if k.startswith("t:"):
+                t[k[2:]] += c
+        if v is not None:
+            sig = normalise(v.split("; at line")[0])
+            if (d, sig) not in seen:
+                seen.add((d, sig))
+                lines = text.splitlines()
+                small = _shrink(lines, d, sig, designs) if shrink else lines
+                msg = _check("\n".join(small) + "\n", d) or v
+                res.findings.append(Finding(d, sig, msg, s, len(lines), small))
+    if len(designs) > 1:
+        div = first_divergence(text, designs)
+        if div is not None:
+            sig = normalise(div.split(" (", 1)[1])
+            if ("differential", sig) not in seen:
+                seen.add(("differential", sig))
+                lines = text.splitlines()
+                small = _shrink(lines, "differential", sig, designs) if shrink else lines
+                msg = first_divergence("\n".join(small) + "\n", designs) or div
+                res.findings.append(Finding("differential", sig, msg, s, len(lines), small))
 
 
 def diagram(lines: list[str], design: str) -> list[str]:
@@ -302,7 +323,7 @@ class Campaign:
         """With --ops, exactly how many shards (so the run is reproducible)."""
         if self.ops is None:
             return None
-        per = self.ops_per_scenario * self.per_shard * len(self.designs)
+        per = self.ops_per_scenario * self.per_shard
         return -(-self.ops // per)
 
     def run(self) -> None:
@@ -358,10 +379,12 @@ class Campaign:
             for d, c in r.transitions.items():
                 trans.setdefault(d, Counter()).update(c)
         workers = self.jobs if not self.dask else 0
+        checked = ops * len(self.designs)
         out = [f"campaign: {', '.join(self.designs)}; seed {self.seed}; {len(self.results)} shards",
-               f"ops: {ops:,} checked ({scen:,} scenarios of {self.ops_per_scenario} ops, "
-               f"x{len(self.designs)} designs) in {el:.1f}s: {ops / el:,.0f} ops/s"
-               + (f", {ops / el / workers:,.0f} ops/s per core" if workers else ""),
+               f"ops: {ops:,} scenario ops ({scen:,} scenarios of {self.ops_per_scenario}), "
+               f"each checked under {len(self.designs)} design(s): {checked:,} checked ops "
+               f"in {el:.1f}s: {checked / el:,.0f} checked ops/s"
+               + (f", {checked / el / workers:,.0f} per core" if workers else ""),
                "findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
                                          self.designs + (["differential"] if len(self.designs) > 1
                                                          else []))),

@@ -70,7 +70,7 @@ class _Gen:
             lo = r.randint(a, b)
             hi = r.randint(lo, min(b, lo + r.choice([0, 1, 3, 7, 31, 600])))
             if r.random() < 0.15:  # spill over the VMA's end
-                hi = min(w - 1, hi + r.randint(1, 8))
+                hi = max(hi, min(w - 1, hi + r.randint(1, 8)))
             return lo, hi
         lo = r.randrange(w)
         return lo, min(w - 1, lo + r.choice([0, 1, 3, 15, 63]))
