@@ -10,10 +10,16 @@ from typing import Any, Callable
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.classic import ClassicDesign
-from rmaplab.designs.cowctx import CowContextDesign, CowContextPocShortcut
+from rmaplab.designs.cowctx import (
+    CowContextDesign,
+    CowContextLinkAfterCopy,
+    CowContextPocShortcut,
+)
 from rmaplab.designs.lazy import (
     LazyDesign,
+    LazyFolioLock,
     LazyMergeAny,
+    LazyNoRetry,
     LazyNoUpgradeOnMremap,
     LazySingleAddress,
 )
@@ -23,11 +29,14 @@ from rmaplab.errors import UsageError
 DESIGNS: dict[str, Callable[..., RmapDesign]] = {
     "classic": ClassicDesign,
     "lazy": LazyDesign,
+    "lazy-noretry": LazyNoRetry,
+    "lazy-folio-lock": LazyFolioLock,
     "lazy-single-address": LazySingleAddress,
     "lazy-merge-any": LazyMergeAny,
     "lazy-no-upgrade-on-mremap": LazyNoUpgradeOnMremap,
     "cowctx": CowContextDesign,
     "cowctx-poc-shortcut": CowContextPocShortcut,
+    "cowctx-link-after-copy": CowContextLinkAfterCopy,
 }
 
 

@@ -133,11 +133,16 @@ class CowContextDesign(RmapDesign):
 
     name = "cowctx"
 
-    def __init__(self, shortcut: str = "found", **options: Any) -> None:
+    def __init__(self, shortcut: str = "found", link: str = "before", **options: Any) -> None:
         super().__init__(**options)
         if shortcut not in ("found", "poc"):
             raise UsageError(f"unknown cowctx shortcut {shortcut!r}: use found or poc")
+        if link not in ("before", "after"):
+            raise UsageError(f"unknown cowctx link {link!r}: use before or after")
         self.shortcut = shortcut
+        #: when fork links the child context: before copying PTEs (correct)
+        #: or after (the PoC's dup_mmap order)
+        self.link = link
         self.contexts: dict[int, CowContext] = {}
         self._next = 0
 
@@ -248,6 +253,15 @@ class CowContextDesign(RmapDesign):
     # ---- fork and exit ---------------------------------------------------------------------
     def dup_mmap_start(self, parent: Mm, child: Mm) -> None:
         """``dup_cow_context``, linked before any PTE is copied (choice 3)."""
+        if self.link == "before":
+            self._link(parent, child)
+
+    def dup_mmap_end(self, parent: Mm, child: Mm) -> None:
+        """The PoC links the child context only here (``link=after``)."""
+        if self.link == "after":
+            self._link(parent, child)
+
+    def _link(self, parent: Mm, child: Mm) -> None:
         p = self.ctx(parent)
         c = self.ctx(child)
         c.parent = p
@@ -400,6 +414,16 @@ class CowContextDesign(RmapDesign):
                 if self.tracked(vma) and vma not in c.contrib:
                     errs.append(f"{mm.name}: remapped VMA {vma} has no remap entry")
         return errs
+
+
+class CowContextLinkAfterCopy(CowContextDesign):
+    """The PoC's fork order: ``dup_cow_context`` after ``copy_page_range``
+    (PoC defect 7); sequentially identical to ``cowctx``."""
+
+    name = "cowctx-link-after-copy"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(link="after", **options)
 
 
 class CowContextPocShortcut(CowContextDesign):

@@ -99,9 +99,11 @@ class LazyVma:
     (``roots[0]`` anchors its new lazy folios), its own anon_vma, and, when
     the VMA is itself a root, the VMAs referencing it."""
 
-    __slots__ = ("roots", "own", "members", "label", "upgraded")
+    __slots__ = ("roots", "own", "members", "label", "upgraded", "pins")
 
     def __init__(self) -> None:
+        #: references held by rmap walkers (vma_get in the walk)
+        self.pins = 0
         self.roots: list[Vma] = []
         self.own: AnonVma | None = None
         #: when this VMA is a root: the VMAs holding a reference on it
@@ -132,6 +134,11 @@ class LazyDesign(ClassicDesign):
     """ANON_VMA_LAZY, best reading (see the module docstring)."""
 
     name = "lazy"
+    #: the walk re-reads folio->mapping at its end and walks again if it
+    #: became an anon_vma (wangtao, 2026-06-03)
+    retry = True
+    #: take the folio lock for the mapping fix-up (``lazy-folio-lock``)
+    fixup_folio_lock = False
 
     def __init__(self, merge: str = "keep-both", **options: Any) -> None:
         super().__init__(**options)
@@ -184,7 +191,7 @@ class LazyDesign(ClassicDesign):
         for r in s.roots:
             rs = st(r)
             rs.members.discard(vma)
-            if not rs.members and r.detached:
+            if not rs.members and not rs.pins and r.detached:
                 if r in self.retained:
                     self.cost["t:retained_root_freed"] += 1
                 self.retained.discard(r)
@@ -347,7 +354,7 @@ class LazyDesign(ClassicDesign):
         """``vm_area_free()`` -> ``vma_put()``: a root still referenced is
         kept, detached (the series' VMA_REF)."""
         s = vma.design
-        if s is not None and s.members:
+        if s is not None and (s.members or s.pins):
             self.retained.add(vma)
             self.cost["t:root_retained"] += 1
         elif s is not None:
@@ -501,7 +508,7 @@ class LazyDesign(ClassicDesign):
                 if a.vma.detached:
                     errs.append(f"{av}: chain to a freed VMA {a.vma.id}")
         for r in self.retained:
-            if not r.detached or not st(r).members:
+            if not r.detached or not (st(r).members or st(r).pins):
                 errs.append(f"retained root {r.id} is attached or unreferenced")
         for f in m.anon_folios.values():
             mp = f.mapping
@@ -511,6 +518,28 @@ class LazyDesign(ClassicDesign):
             elif mp is None or mp.id in self.freed_roots:
                 errs.append(f"folio {f.id}: mapping is a freed root VMA (use after free)")
         return errs
+
+
+class LazyFolioLock(LazyDesign):
+    """``lazy`` taking the folio lock around the ``folio->mapping`` fix-up
+    that fork and mremap make under the PTL, so that walkers (which hold the
+    folio lock) could trust the mapping.  The thread's objection (section 3
+    of the research notes): the documented order is folio lock before PTL.
+    Sequentially identical to ``lazy``; ``rmaplab explore`` reports the
+    inversion (and, with the order check off, the deadlock)."""
+
+    name = "lazy-folio-lock"
+    fixup_folio_lock = True
+
+
+class LazyNoRetry(LazyDesign):
+    """``lazy`` without the walk's final re-check of ``folio->mapping``: the
+    posted patch 13 ("the retry handling was accidentally omitted", wangtao,
+    2026-06-03).  Sequentially identical to ``lazy``; it differs only when a
+    walk races with the upgrade (``rmaplab explore``)."""
+
+    name = "lazy-noretry"
+    retry = False
 
 
 class LazySingleAddress(LazyDesign):

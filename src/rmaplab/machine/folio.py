@@ -27,7 +27,7 @@ class Folio:
     """One folio (``nr`` pages, order 0 or PMD order)."""
 
     __slots__ = ("id", "nr", "anon", "zero", "mapping", "index", "excl", "mapcount",
-                 "mm_counts", "file", "freed", "design")
+                 "mm_counts", "file", "freed", "design", "pins")
 
     def __init__(self, fid: int, nr: int, anon: bool, zero: bool = False) -> None:
         self.id = fid
@@ -43,6 +43,9 @@ class Folio:
         self.freed = False
         #: free slot for a design's per-folio bookkeeping (e.g. CoW contexts)
         self.design: Any = None
+        #: references held by an rmap walker (reclaim, migration): an
+        #: unmapped folio is not freed while pinned
+        self.pins = 0
 
     def __repr__(self) -> str:
         kind = "zero" if self.zero else ("anon" if self.anon else "file")

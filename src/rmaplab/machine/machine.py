@@ -168,10 +168,14 @@ class Machine(VmaOps):
                 mc[mm] = c
             else:
                 del mc[mm]
-        if folio.anon and folio.mapcount == 0:
-            folio.freed = True
-            del self.anon_folios[folio.id]
-            self.design.folio_freed(folio)
+        if folio.anon and folio.mapcount == 0 and not folio.pins:
+            self.free_folio(folio)
+
+    def free_folio(self, folio: Folio) -> None:
+        """The last reference to an anonymous folio is gone."""
+        folio.freed = True
+        del self.anon_folios[folio.id]
+        self.design.folio_freed(folio)
 
     def split_pmd(self, mm: Mm, b: int) -> None:
         """``__split_huge_pmd_locked()``: turn a PMD mapping into 512 PTEs of
