@@ -42,6 +42,12 @@ def last_measure(text: str, path: str) -> str:
 def blocks(tmp: Path) -> dict[str, str]:
     reviewer = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/reviewer").glob("*.scn"))
     out = {"verdicts": rmaplab("verdicts", *reviewer).strip()}
+    litmus = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/litmus").glob("*.lit"))
+    out["explore-table"] = rmaplab(
+        "explore", "--table", "--bound", "all", "--design",
+        "classic,lazy,lazy-noretry,lazy-folio-lock,cowctx,cowctx-poc-shortcut", *litmus).strip()
+    trace = rmaplab("explore", "--design", "lazy-noretry", "scenarios/litmus/fork-vs-walk.lit")
+    out["explore-fork-vs-walk"] = f"```\n{trace.strip()}\n```"
     ft = workload(tmp, "forktree", "forktree")
     out["compare-forktree"] = last_measure(
         rmaplab("compare", "--designs", "classic,lazy,cowctx", ft), ft)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from rmaplab.errors import KernelUnavailable, RmaplabError, UsageError
 
@@ -140,6 +140,47 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     return 1 if camp.findings else 0
 
 
+def _bound(v: str) -> int | None:
+    if v == "all":
+        return None
+    if not v.isdigit():
+        raise argparse.ArgumentTypeError(f"--bound takes a number of preemptions or 'all', "
+                                         f"not {v!r}")
+    return int(v)
+
+
+def cmd_explore(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.explore.explorer import (
+        DEFAULT_DESIGNS,
+        explore_files,
+        load_litmus,
+        render_trace,
+        run_schedule,
+        table,
+    )
+
+    if not a.files:
+        raise UsageError("no litmus file given")
+    lits = [load_litmus(f) for f in a.files]
+    designs = a.design.split(",") if a.design else None
+    for d in designs or []:
+        make_design(d)
+    if a.schedule:
+        if len(lits) != 1 or not designs or len(designs) != 1:
+            raise UsageError("--schedule replays one litmus file under one --design")
+        r = run_schedule(lits[0], designs[0], a.schedule.split(","))
+        print("\n".join(render_trace(r)))
+        return 0 if r.verdict == "PASS" else 1
+    if a.table:
+        lines, ok = table(lits, designs or list(DEFAULT_DESIGNS), a.bound)
+        print("\n".join(lines))
+        return 0 if ok else 1
+    lines, clean = explore_files(lits, designs, a.bound, a.random, a.seed, a.depth)
+    print("\n".join(lines))
+    return 0 if clean else 1
+
+
 def cmd_export_c(a: argparse.Namespace) -> int:
     from rmaplab.fuzz.export_c import export_c
 
@@ -174,8 +215,15 @@ DEFAULT_VERDICT_DESIGNS = ("classic,lazy,lazy-single-address,lazy-merge-any,"
                            "lazy-no-upgrade-on-mremap,cowctx,cowctx-poc-shortcut")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options: one line naming the problem, exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="rmaplab",
         description="Executable laboratory for Linux anonymous reverse-mapping designs.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -255,6 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--no-shrink", action="store_true")
     fz.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     fz.set_defaults(fn=cmd_fuzz)
+
+    xp = sub.add_parser("explore", help="explore the interleavings of a litmus file's "
+                        "racing kernel paths (exit 1 if a violation is found)")
+    xp.add_argument("--design", default=None,
+                    help="design(s), comma-separated (default: those of the file's "
+                         "'# expect:' line)")
+    xp.add_argument("--bound", type=_bound, default=3,
+                    help="preemption bound of the exhaustive search, or 'all' (default 3)")
+    xp.add_argument("--random", type=int, default=0, metavar="RUNS",
+                    help="PCT random schedules instead of the exhaustive search")
+    xp.add_argument("--depth", type=int, default=3, help="PCT depth (priority changes + 1)")
+    xp.add_argument("--seed", type=int, default=1)
+    xp.add_argument("--schedule", default=None, metavar="A,B,...",
+                    help="replay this schedule (as printed with a violation) and print it")
+    xp.add_argument("--table", action="store_true",
+                    help="Markdown table litmus x design; exit 1 if a verdict differs "
+                         "from a file's '# expect:' line")
+    xp.add_argument("files", nargs="*", metavar="FILE")
+    xp.set_defaults(fn=cmd_explore)
 
     ex = sub.add_parser("export-c", help="a scenario as a standalone C program (selftest style)")
     ex.add_argument("file", metavar="FILE")

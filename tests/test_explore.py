@@ -1,0 +1,159 @@
+"""The interleaving explorer: litmus verdicts, replay, the state cache, the
+lock-order and deadlock checks, and bad input.
+
+Each litmus file states its expected verdict per design on its
+``# expect:`` line; the first test checks every one of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rmaplab.cli import main
+from rmaplab.errors import ScenarioError
+from rmaplab.explore.explorer import (
+    SAMPLE,
+    explore,
+    explore_random,
+    load_litmus,
+    parse_litmus,
+    run_schedule,
+    table,
+)
+from rmaplab.explore.locks import LockTable
+
+LITMUS = sorted((Path(__file__).parent.parent / "scenarios" / "litmus").glob("*.lit"))
+CASES = [(p, d, v) for p in LITMUS for d, v in load_litmus(p).expectations().items()]
+
+
+def test_the_litmus_directory_is_complete() -> None:
+    names = {p.stem for p in LITMUS}
+    assert {"fork-vs-walk", "mremap-vs-walk", "split-vs-walk", "munmap-vs-migration",
+            "thp-split-vs-walk"} <= names
+    assert all(load_litmus(p).expectations() for p in LITMUS)
+
+
+@pytest.mark.parametrize("path,design,want", CASES,
+                         ids=[f"{p.stem}-{d}" for p, d, _ in CASES])
+def test_litmus_verdict(path: Path, design: str, want: str) -> None:
+    r = explore(load_litmus(path), design, bound=3)
+    assert r.verdict == want, r.violation
+    assert r.complete
+
+
+def test_fork_vs_walk_retry_is_what_makes_lazy_correct() -> None:
+    """The issue's acceptance case: the missed-mapping interleaving exists
+    for lazy-noretry, not for lazy or classic, and its printed schedule
+    replays to the same violation."""
+    lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index("fork-vs-walk")])
+    bad = explore(lit, "lazy-noretry", bound=3)
+    assert bad.verdict == "VIOLATION"
+    assert "still maps folio" in bad.violation and "P1" in bad.violation
+    again = run_schedule(lit, "lazy-noretry", bad.schedule)
+    assert again.violation == bad.violation
+    # the same schedule under lazy: the retry walks the anon_vma and unmaps P1
+    fixed = run_schedule(lit, "lazy", bad.schedule[:-1])
+    assert fixed.verdict == "PASS"
+
+
+@pytest.mark.parametrize("name", ["split-vs-walk", "thp-split-vs-walk", "merge-vs-walk"])
+@pytest.mark.parametrize("design", ["classic", "lazy", "cowctx"])
+def test_state_cache_loses_nothing(name: str, design: str) -> None:
+    """With the cache off every schedule within the bound is run: the
+    verdict must be the same (a cache keyed on too little once hid a miss)."""
+    lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index(name)])
+    cached = explore(lit, design, bound=3)
+    full = explore(lit, design, bound=3, cache=False)
+    assert full.complete
+    assert cached.verdict == full.verdict
+    assert cached.executions <= full.executions
+
+
+def test_unbounded_search_terminates_and_agrees() -> None:
+    lit = parse_litmus(SAMPLE, "sample.lit")
+    for d in ("classic", "lazy", "lazy-noretry"):
+        assert explore(lit, d, bound=None).verdict == explore(lit, d, bound=3).verdict
+
+
+def test_random_mode_finds_the_noretry_race() -> None:
+    lit = parse_litmus(SAMPLE, "sample.lit")
+    r = explore_random(lit, "lazy-noretry", runs=3000, depth=3, seed=1)
+    assert r.verdict == "VIOLATION"
+    assert run_schedule(lit, "lazy-noretry", r.schedule).violation == r.violation
+    assert explore_random(lit, "lazy", runs=300, seed=1).verdict == "PASS"
+
+
+def test_lock_order_and_deadlock_are_both_detected() -> None:
+    """lazy-folio-lock takes the folio lock under the PTL: the order check
+    reports it; with the check off, the walker (folio lock, then PTL) and
+    fork (PTL, then folio lock) deadlock."""
+    lit = parse_litmus(SAMPLE, "sample.lit")
+    r = explore(lit, "lazy-folio-lock", bound=3)
+    assert r.violation.startswith("lock order: A takes folio")
+    r = explore(lit, "lazy-folio-lock", bound=3, lock_order=False)
+    assert r.violation.startswith("deadlock: A waits for folio")
+    assert "held by B" in r.violation
+
+
+def test_lock_table_modes() -> None:
+    t = LockTable()
+    t.acquire("A", ("mmap", "P0"), "r")
+    assert t.available(("mmap", "P0"), "r") and not t.available(("mmap", "P0"), "x")
+    assert t.order_violation("A", ("folio", 1)) is None
+    t.acquire("A", ("anon_vma", 3), "r")
+    assert "anon_vma 3" in (t.order_violation("A", ("vma", 2)) or "")
+    t.release("A", ("anon_vma", 3))
+    assert t.order_violation("A", ("vma", 2)) is None
+
+
+def test_table_marks_unexpected_verdicts() -> None:
+    text = SAMPLE.replace("init:", "# expect: lazy-noretry=PASS\ninit:")
+    lines, ok = table([parse_litmus(text, "x.lit")], ["classic", "lazy-noretry"], 3)
+    assert not ok
+    assert "(expected PASS)" in lines[2]
+    assert any(line.startswith("- x / lazy-noretry: try_to_unmap") for line in lines)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("init:\nP0 mmap @0 8 rw\n", "needs at least one 'thread X:' line"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: frob P0\n", "unknown thread statement"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: fork P0\n", "fork takes 2 arguments"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: try_to_unmap P0 0\n", "maps no anonymous folio"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: munmap P0 0..3\n", "must cover whole VMAs"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: split P0 0\n", "nothing to split"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: exit P3\n", "no process P3"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: mremap P0 0 8 @4\n", "is not free"),
+    ("init:\nP0 mmap @0 8 rw\nthread A: mprotect P0 0..7 rq\n", "bad protection"),
+    ("init:\nP0 mmap @0 8 zz\nthread A: exit P0\n", "bad.lit:2:"),
+])
+def test_bad_litmus_is_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            text: str, msg: str) -> None:
+    f = tmp_path / "bad.lit"
+    f.write_text(text)
+    assert main(["explore", "--design", "classic", str(f)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and msg in err and "bad.lit:" in err
+
+
+def test_cli_explore_prints_trace_and_replays(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.lit"
+    f.write_text(SAMPLE)
+    assert main(["explore", "--design", "classic,lazy-noretry", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("PASS: classic: ")
+    assert "VIOLATION: lazy-noretry: try_to_unmap (B) completed" in out
+    assert "thread A: fork P0 P1" in out and "| thread B: try_to_unmap P0 0" in out
+    sched = next(line for line in out.splitlines() if line.startswith("schedule: "))
+    assert main(["explore", "--design", "lazy-noretry", "--schedule", sched[10:], str(f)]) == 1
+    assert "=> VIOLATION: try_to_unmap (B)" in capsys.readouterr().out
+    assert main(["explore", "--design", "lazy", "--schedule", "C", str(f)]) == 2
+    assert "schedule step 1 (C) is not possible" in capsys.readouterr().err
+
+
+def test_scenario_error_for_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="cannot read"):
+        load_litmus(tmp_path / "missing.lit")
