@@ -626,7 +626,7 @@ class Machine(VmaOps):
         last_end = 0
         res = -EFAULT
         pos = start
-        while True:
+        while pos < end:  # the iterator's index past its max ends the loop
             vma = mm.vmas.find_vma(pos)
             if vma is None or vma.start >= end:
                 break
