@@ -289,6 +289,7 @@ def export_c(sc: Scenario) -> str:
         if isinstance(a, Mmap):
             kind = "MMAP"
             flags = 0x100000 | (0x01 if a.shared else 0x02) | (0x20 if a.file is None else 0)
+            flags |= 0x8000 if a.populate else 0  # MAP_POPULATE
             x = [addr(a.start), a.npages * PAGE_SIZE, a.prot, flags,
                  files[a.file] if a.file is not None else -1, a.off * PAGE_SIZE]
         elif isinstance(a, Touch):

@@ -45,7 +45,7 @@ class GenParams:
 
 PROTS = ["rw"] * 6 + ["r"] * 2 + ["none", "rwx", "rx"]
 ADVICE = ["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "hugepage",
-          "nohugepage"]
+          "nohugepage", "populate_read", "populate_write"]
 
 
 class _Gen:
@@ -162,6 +162,8 @@ class _Gen:
                     opts.append(f"off={r.randrange(64)}")
             if r.random() < 0.12:
                 opts.append("shared")
+            if r.random() < 0.05:
+                opts.append("populate")
             return f"{proc} mmap @{s} {n} {' '.join(opts)}"
         if kind in ("write", "read"):
             a, b = self.some_range(proc)

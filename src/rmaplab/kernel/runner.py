@@ -65,6 +65,7 @@ MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
 MAP_ANONYMOUS = 0x20
 MAP_FIXED_NOREPLACE = 0x100000
+MAP_POPULATE = 0x8000
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
 MREMAP_DONTUNMAP = 4
@@ -286,6 +287,8 @@ class _Execution:
         if isinstance(a, Mmap):
             fd = -1
             flags = MAP_FIXED_NOREPLACE | (MAP_SHARED if a.shared else MAP_PRIVATE)
+            if a.populate:
+                flags |= MAP_POPULATE
             if a.file is None:
                 flags |= MAP_ANONYMOUS
             else:

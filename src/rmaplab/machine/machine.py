@@ -394,9 +394,10 @@ class Machine(VmaOps):
 
     # ------------------------------------------------------------------- mmap
     def mmap(self, proc: str, start: int, npages: int, prot: int = 3, shared: bool = False,
-             file: str | None = None, off: int = 0) -> int:
+             file: str | None = None, off: int = 0, populate: bool = False) -> int:
         """``mmap(MAP_FIXED_NOREPLACE)`` of arena pages [start, start+npages)
-        (``do_mmap`` + ``__mmap_region``)."""
+        (``do_mmap`` + ``__mmap_region``), then ``mm_populate`` for
+        MAP_POPULATE (``vm_mmap_pgoff``)."""
         mm = self.mm(proc)
         f = None
         if file is not None:
@@ -418,7 +419,28 @@ class Machine(VmaOps):
         if (flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE:
             flags |= VM_ACCOUNT  # accountable_mapping()
         self.mmap_region(mm, addr, end, pgoff, flags, f, shmem=(f is None and shared))
+        if populate:
+            self.mm_populate(mm, addr, end)
         return 0
+
+    def mm_populate(self, mm: Mm, start: int, end: int) -> None:
+        """``__mm_populate(ignore_errors=1)`` -> ``populate_vma_page_range``:
+        fault in every page of every VMA in [start, end), with a write fault
+        where the VMA is private and writable (to break COW), a read fault
+        otherwise; an inaccessible VMA (PROT_NONE: no FOLL_FORCE) is skipped.
+        Errors are ignored."""
+        vpn = start
+        while vpn < end:
+            vma = mm.vmas.find_vma(vpn)
+            if vma is None or vma.start >= end:
+                return
+            vpn = max(vpn, vma.start)
+            hi = min(vma.end, end)
+            if vma.flags & _READABLE:
+                write = (vma.flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+                for v in range(vpn, hi):
+                    self.handle_fault(mm, vma, v, write)
+            vpn = hi
 
     def mmap_region(self, mm: Mm, addr: int, end: int, pgoff: int, flags: int,
                     file: File | None, shmem: bool = False) -> Vma:
@@ -511,6 +533,8 @@ class Machine(VmaOps):
         as ENOMEM at the end; an error of one VMA stops the walk."""
         mm = self.mm(proc)
         start, end = ARENA_VPN + first, ARENA_VPN + last + 1
+        if advice in ("populate_read", "populate_write"):
+            return self.madvise_populate(mm, start, end, advice == "populate_write")
         vma = mm.vmas.find_vma(start)
         prev = vma if vma is not None and start > vma.start else (
             mm.vmas.prev(vma) if vma is not None else mm.vmas.prev_of(start))
@@ -534,6 +558,26 @@ class Machine(VmaOps):
             start = tmp
             vma = mm.vmas.find_vma(vma.end)
         return unmapped
+
+    def madvise_populate(self, mm: Mm, start: int, end: int, write: bool) -> int:
+        """``madvise_populate()`` -> ``faultin_page_range``: fault in page by
+        page; a hole stops with ENOMEM, a VMA the access is not allowed on
+        (``check_vma_flags``) with EINVAL, a SIGBUS with EFAULT; pages before
+        the failure stay populated."""
+        vpn = start
+        while vpn < end:
+            vma = mm.vmas.find(vpn)
+            if vma is None:
+                return -ENOMEM
+            if write and not vma.flags & VM_WRITE:
+                return -EINVAL
+            if not write and not vma.flags & VM_READ:
+                return -EINVAL
+            for v in range(vpn, min(vma.end, end)):
+                if self.handle_fault(mm, vma, v, write):
+                    return -EFAULT  # VM_FAULT_SIGBUS (beyond the end of a file)
+            vpn = min(vma.end, end)
+        return 0
 
     def madvise_vma(self, vma: Vma, prev: Vma | None, start: int, end: int,
                     advice: str) -> tuple[int, Vma]:

@@ -25,12 +25,14 @@ MADVISE = {
     "dofork": 11,
     "wipeonfork": 18,
     "keeponfork": 19,
+    "populate_read": 22,
+    "populate_write": 23,
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Mmap:
-    """``Pn mmap @START NPAGES [PROT] [shared] [file=NAME] [off=PGOFF]``."""
+    """``Pn mmap @START NPAGES [PROT] [shared] [file=NAME] [off=PGOFF] [populate]``."""
 
     start: int
     npages: int
@@ -38,6 +40,7 @@ class Mmap:
     shared: bool = False
     file: str | None = None
     off: int = 0
+    populate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ class _LineParser:
 
 def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per verb
     if verb == "mmap":
-        args = p.nargs("mmap", 2, 6, "@START NPAGES [rw|r|none|rwx] [shared] [file=NAME] [off=PGOFF]")
+        args = p.nargs("mmap", 2, 7, "@START NPAGES [rw|r|none|rwx] [shared] [file=NAME] [off=PGOFF] [populate]")
         if not args[0].startswith("@"):
             raise p.fail(f"mmap needs @START (the fixed start page), got {args[0]!r}")
         start = p.page(args[0][1:], "start page")
@@ -118,13 +118,16 @@ def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per ver
         if start + npages > ARENA_PAGES:
             raise p.fail(f"mmap @{start} {npages} ends beyond the arena ({ARENA_PAGES} pages)")
         prot, shared, file, off, seen = PROT_READ | PROT_WRITE, False, None, None, set()
+        populate = False
         for a in args[2:]:
-            key = a.split("=", 1)[0] if "=" in a else ("shared" if a == "shared" else "prot")
+            key = a.split("=", 1)[0] if "=" in a else (a if a in ("shared", "populate") else "prot")
             if key in seen:
                 raise p.fail(f"mmap option {key} given twice")
             seen.add(key)
             if a == "shared":
                 shared = True
+            elif a == "populate":
+                populate = True
             elif a.startswith("file="):
                 file = a[5:]
                 if not _FILE.match(file):
@@ -134,11 +137,11 @@ def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per ver
             else:
                 pr = parse_prot(a)
                 if pr is None:
-                    raise p.fail(f"unknown mmap option {a!r}: expected a protection (rw, r, none, rwx...), shared, file=NAME or off=PGOFF")
+                    raise p.fail(f"unknown mmap option {a!r}: expected a protection (rw, r, none, rwx...), shared, file=NAME, off=PGOFF or populate")
                 prot = pr
         if off is not None and file is None:
             raise p.fail("off=PGOFF needs file=NAME")
-        return Mmap(start, npages, prot, shared, file, off or 0)
+        return Mmap(start, npages, prot, shared, file, off or 0, populate)
     if verb in ("write", "read"):
         (rng,) = p.nargs(verb, 1, 1, "one range A..B")
         first, last = p.range_(rng)

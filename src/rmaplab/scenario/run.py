@@ -45,7 +45,7 @@ def apply_op(m: Machine, op: Op, extra: bool = False) -> str | None:
     if isinstance(a, Touch):
         r = m.touch(p, a.first, a.last, a.write)
     elif isinstance(a, Mmap):
-        r = m.mmap(p, a.start, a.npages, a.prot, a.shared, a.file, a.off)
+        r = m.mmap(p, a.start, a.npages, a.prot, a.shared, a.file, a.off, a.populate)
     elif isinstance(a, Mprotect):
         r = m.mprotect(p, a.first, a.last, a.prot)
     elif isinstance(a, Munmap):
