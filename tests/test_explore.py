@@ -157,3 +157,13 @@ def test_cli_explore_prints_trace_and_replays(tmp_path: Path,
 def test_scenario_error_for_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read"):
         load_litmus(tmp_path / "missing.lit")
+
+
+def test_three_threads_in_random_mode() -> None:
+    """The larger litmus (three threads) under PCT: the lazy stale migration
+    entry is found, the other designs pass the sampled schedules."""
+    lit = load_litmus(LITMUS[0].parent / "large" / "fork-migrate-referenced.lit")
+    want = lit.expectations()
+    for d in ("classic", "lazy", "cowctx"):
+        r = explore_random(lit, d, runs=150, depth=3, seed=2)
+        assert r.verdict == want[d], r.violation
