@@ -167,3 +167,23 @@ def test_three_threads_in_random_mode() -> None:
     for d in ("classic", "lazy", "cowctx"):
         r = explore_random(lit, d, runs=150, depth=3, seed=2)
         assert r.verdict == want[d], r.violation
+
+
+def test_map_count_consistency_catches_a_path_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zapping a swap entry as if it were a present PTE (a bug the explorer
+    once had) drops the map count twice: the model check reports it."""
+    from rmaplab.explore import paths
+    from rmaplab.explore.world import do, lock, unlock
+
+    def zap_everything(w, mm, vmas, what):  # type: ignore[no-untyped-def]
+        for v in vmas:
+            for b in range(v.start >> 9, ((v.end - 1) >> 9) + 1):
+                if b in mm.pt.pmd:
+                    yield lock(paths.ptl(mm, b << 9))
+                    yield do("zap")
+                    w.m.zap(mm, max(v.start, b << 9), min(v.end, (b + 1) << 9))
+                    yield unlock(paths.ptl(mm, b << 9))
+
+    monkeypatch.setattr(paths, "zap_vmas", zap_everything)
+    lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index("munmap-vs-walk")])
+    assert explore(lit, "classic", 3).violation.startswith("model error: folio 1 has map count -1")

@@ -12,8 +12,8 @@ the scenario language after ``init:``, and one line per racing thread::
 
 Thread statements: ``fork P C``, ``exit P``, ``mremap P OLD LEN @NEW``,
 ``split P PAGE``, ``munmap P A..B`` (whole VMAs), ``mprotect P A..B PROT``
-(exactly one VMA, so that it merges with a neighbour), ``thp_split P PAGE``, ``try_to_unmap P PAGE``,
-``migrate P PAGE``, ``referenced P PAGE`` (the walkers act on the folio
+(exactly one VMA, so that it merges with a neighbour), ``thp_split P PAGE``,
+``try_to_unmap P PAGE``, ``migrate P PAGE``, ``referenced P PAGE`` (the walkers act on the folio
 that PAGE of P maps in the initial state).
 
 Exploration (:func:`explore`) is stateless DFS with replay: each execution
@@ -38,9 +38,10 @@ from __future__ import annotations
 import random
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rmaplab.designs import make_design
 from rmaplab.designs.classic import AnonVma
@@ -164,7 +165,7 @@ class Execution:
         m = Machine(make_design(design))
         for op in lit.init.ops:
             apply_op(m, op)
-        self.w = w = World(m)
+        self.w = World(m)
         self.lit = lit
         self.threads: dict[str, Any] = {}
         self.pending: dict[str, Step] = {}
@@ -173,7 +174,7 @@ class Execution:
         for ts in lit.threads:
             self.threads[ts.name] = self._make(ts)
             self.history[ts.name] = []
-        for name, gen in self.threads.items():
+        for name in self.threads:
             self._advance(name, None)
         self.schedule: list[str] = []
         self.current: str | None = None
@@ -257,7 +258,8 @@ class Execution:
     def enabled(self) -> list[str]:
         out = []
         for t, s in sorted(self.pending.items()):
-            if s.kind == "lock" and not self.w.locks.available(s.lock, s.mode):
+            if s.lock is not None and s.kind == "lock" and not self.w.locks.available(s.lock,
+                                                                                      s.mode):
                 continue
             out.append(t)
         return out
@@ -274,18 +276,19 @@ class Execution:
         self.schedule.append(t)
         w.trace.append([t, s.label])
         value: Any = None
+        lk: Any = s.lock  # set for lock, trylock and unlock steps
         if s.kind == "lock":
-            why = self.lock_order and w.locks.order_violation(t, s.lock)
+            why = self.lock_order and w.locks.order_violation(t, lk)
             if why:
                 w.violate(t, f"lock order: {t} {why}")
-            w.locks.acquire(t, s.lock, s.mode)
+            w.locks.acquire(t, lk, s.mode)
         elif s.kind == "trylock":
-            value = w.locks.available(s.lock, s.mode)
+            value = w.locks.available(lk, s.mode)
             if value:
-                w.locks.acquire(t, s.lock, s.mode)
+                w.locks.acquire(t, lk, s.mode)
             w.note(t, "-> ok" if value else "-> busy")
         elif s.kind == "unlock":
-            w.locks.release(t, s.lock)
+            w.locks.release(t, lk)
         elif s.kind == "rcu_lock":
             w.locks.rcu[t] = w.locks.rcu.get(t, 0) + 1
         elif s.kind == "rcu_unlock":
@@ -307,7 +310,7 @@ class Execution:
     def end_violations(self) -> list[str]:
         """Properties that hold when every thread has finished."""
         w = self.w
-        out: list[str] = []
+        out: list[str] = paths.map_count_errors(w)  # the model's own consistency
         for ts in self.lit.threads:
             t = ts.name
             folio = self.folios.get(t)
@@ -336,7 +339,7 @@ class Execution:
 
 def _thread_state(gen: Any) -> tuple[Any, ...]:
     """Position and locals of a generator and of those it delegates to."""
-    out = []
+    out: list[Any] = []
     while gen is not None:
         fr = getattr(gen, "gi_frame", None)
         if fr is None:
@@ -378,7 +381,7 @@ def fingerprint(w: World) -> tuple[Any, ...]:
     for mm in sorted(w.all_mms(), key=lambda m: m.id):
         vmas = tuple((v.id, v.start, v.end, v.pgoff, _anchor(v.anon_vma), v.detached)
                      for v in mm.vmas)
-        ents = []
+        ents: list[Any] = []
         for b, e in sorted(mm.pt.pmd.items()):
             if isinstance(e, PmdMap):
                 ents.append((b, "pmd", e.folio.id))
@@ -599,9 +602,8 @@ def render_trace(r: Result, width: int = 56) -> list[str]:
     for t, text in r.trace:
         if text.startswith("!!"):
             continue
-        cells = [""] * len(names)
         lines = textwrap.wrap(text, width) or [""]
-        for k, ln in enumerate(lines):
+        for ln in lines:
             cells = [""] * len(names)
             cells[col[t]] = ln
             out.append(" | ".join(c.ljust(width) for c in cells).rstrip())

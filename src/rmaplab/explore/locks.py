@@ -21,8 +21,8 @@ are tracked separately: a thread must not sleep inside one.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 #: rank of each lock class in the documented order (lower = taken first)
 RANK = {"mmap": 1, "folio": 2, "vma": 3, "i_mmap": 4, "anon_vma": 5, "ptl": 6}

@@ -102,7 +102,7 @@ def rmap_one(w: World, t: str, vma: Vma, base: int, folio: Folio, action: str,
     yield do(f"rmap_one ({action}) {mm.name} {page(lo)}..{page(hi - 1)}",
              sleeps=action in (UNMAP, MIGRATE))
     found = False
-    pt = mm.pt.pmd
+    pt: dict[int, Any] = mm.pt.pmd  # page tables here also hold swap entries
     e = pt.get(b)
     if isinstance(e, PmdMap):
         if e.folio is folio and action in (UNMAP, MIGRATE):
@@ -224,7 +224,7 @@ def walk_lazy(w: World, t: str, folio: Folio, action: str, dst: Folio | None = N
                 w.note(t, "= unchanged: the folio is unmapped")
                 yield Step("rcu_unlock", "rcu_read_unlock")
                 return "done"
-    w.note(t, f"= {'anon_vma ' + str(handle.id) if isinstance(handle, AnonVma) else 'root VMA ' + str(handle.id)}")
+    w.note(t, f"= {_anchor_name(handle)}")
     if isinstance(handle, AnonVma):
         yield Step("rcu_unlock", "rcu_read_unlock")
         # an anon_vma folio: the classic walk (folio_lock_anon_vma_read
@@ -507,7 +507,9 @@ def _anchor_note(vma: Vma) -> str:
 
 
 def copy_page_range(w: World, t: str, dst: Vma, src: Vma) -> Thread:
-    m, d = w.m, w.d
+    """``copy_page_range``: per page table under both PTLs, one PTE (or
+    huge PMD) a step, with ``try_dup`` (and the lazy mapping fix-up)."""
+    d = w.d
     spmd, dpmd = src.mm.pt.pmd, dst.mm.pt.pmd
     for b in range(src.start >> 9, ((src.end - 1) >> 9) + 1):
         if b not in spmd:
@@ -525,9 +527,11 @@ def copy_page_range(w: World, t: str, dst: Vma, src: Vma) -> Thread:
             dpmd[b] = PmdMap(f, False)
             if not f.zero:
                 f.mapcount += 1
-                f.mm_counts[dst.mm] = f.mm_counts.get(dst.mm, 0) + 1
+                mc = f.mm_counts
+                if mc is not None:
+                    mc[dst.mm] = mc.get(dst.mm, 0) + 1
         elif e is not None:
-            dt = dpmd.setdefault(b, {})
+            dt: dict[int, Any] = dpmd.setdefault(b, {})  # type: ignore[assignment]
             for vpn in sorted(v for v in e if src.start <= v < src.end):
                 x = e[vpn]
                 yield do(f"copy PTE {page(vpn)}")
@@ -578,7 +582,7 @@ def mremap_path(w: World, t: str, proc: str, old: int, n: int, new: int) -> Thre
     if own is not None:
         yield unlock(av_lock(own))
     rmap_locked = own is not None and new_vma.pgoff <= vma.pgoff  # take_rmap_locks
-    if rmap_locked:
+    if own is not None and rmap_locked:
         yield lock(av_lock(own))
         w.note(t, "(take_rmap_locks: the new VMA sorts first)")
     pmd = mm.pt.pmd
@@ -605,7 +609,7 @@ def mremap_path(w: World, t: str, proc: str, old: int, n: int, new: int) -> Thre
         if (nv >> 9) != b:
             yield unlock(ptl(mm, nv))
         yield unlock(ptl(mm, vpn))
-    if rmap_locked:
+    if own is not None and rmap_locked:
         yield unlock(av_lock(own))
     yield do(f"unmap the source {page(addr)}..{page(addr + n - 1)}")
     before = set(pmd)
@@ -637,6 +641,35 @@ def split_path(w: World, t: str, proc: str, at: int) -> Thread:
     yield unlock(("mmap", mm.name))
 
 
+def zap_vmas(w: World, mm: Mm, vmas: list[Vma], what: str) -> Thread:
+    """``unmap_vmas`` / ``zap_page_range``: each page table under its PTL
+    (present entries and the swap or migration entries our walkers leave)."""
+    for v in vmas:
+        for b in range(v.start >> 9, ((v.end - 1) >> 9) + 1):
+            if b not in mm.pt.pmd:
+                continue
+            yield lock(ptl(mm, b << 9))
+            yield do(f"{what} {page(max(v.start, b << 9))}..")
+            table: Any = mm.pt.pmd[b]
+            if isinstance(table, dict):  # non-present entries: no map count
+                for vpn in [x for x, e in table.items()
+                            if isinstance(e, SwapEntry) and v.start <= x < v.end]:
+                    del table[vpn]
+            w.m.zap(mm, max(v.start, b << 9), min(v.end, (b + 1) << 9))
+            yield unlock(ptl(mm, b << 9))
+
+
+def unlink_anon_vmas(w: World, v: Vma) -> Thread:
+    """``unlink_anon_vmas`` under the anon_vma root lock (if it has one)."""
+    own = v.anon_vma if isinstance(v.anon_vma, AnonVma) else None
+    if own is not None:
+        yield lock(av_lock(own))
+    yield do(f"unlink_anon_vmas(VMA {v.id})")
+    w.d.unlink_anon_vmas(v)
+    if own is not None:
+        yield unlock(av_lock(own))
+
+
 def munmap_path(w: World, t: str, proc: str, first: int, last: int) -> Thread:
     """``do_vmi_munmap`` of whole VMAs in [first, last]."""
     m, d = w.m, w.d
@@ -653,25 +686,9 @@ def munmap_path(w: World, t: str, proc: str, first: int, last: int) -> Thread:
     for v in vmas:
         mm.vmas.remove(v)
         v.detached = True
+    yield from zap_vmas(w, mm, vmas, "zap")
     for v in vmas:
-        for b in range(v.start >> 9, ((v.end - 1) >> 9) + 1):
-            if b not in mm.pt.pmd:
-                continue
-            yield lock(ptl(mm, b << 9))
-            yield do(f"zap {page(max(v.start, b << 9))}..")
-            m.zap(mm, max(v.start, b << 9), min(v.end, (b + 1) << 9))
-            for vpn, x in list((mm.pt.pmd.get(b) or {}).items()):  # type: ignore[union-attr]
-                if isinstance(x, SwapEntry) and v.start <= vpn < v.end:
-                    del mm.pt.pmd[b][vpn]  # type: ignore[index]
-            yield unlock(ptl(mm, b << 9))
-    for v in vmas:
-        own = v.anon_vma if isinstance(v.anon_vma, AnonVma) else None
-        if own is not None:
-            yield lock(av_lock(own))
-        yield do(f"unlink_anon_vmas(VMA {v.id})")
-        d.unlink_anon_vmas(v)
-        if own is not None:
-            yield unlock(av_lock(own))
+        yield from unlink_anon_vmas(w, v)
     yield do("free_pgtables")
     floor = prev.end if prev else 0
     ceiling = nxt.start if nxt else 1 << 62
@@ -729,29 +746,13 @@ def exit_path(w: World, t: str, proc: str) -> Thread:
     mm = m.mm(proc)
     vmas = list(mm.vmas)
     yield lock(("mmap", mm.name), "r")
-    for v in vmas:
-        for b in range(v.start >> 9, ((v.end - 1) >> 9) + 1):
-            if b not in mm.pt.pmd:
-                continue
-            yield lock(ptl(mm, b << 9))
-            yield do(f"unmap_vmas {page(max(v.start, b << 9))}..")
-            m.zap(mm, max(v.start, b << 9), min(v.end, (b + 1) << 9))
-            for vpn, x in list((mm.pt.pmd.get(b) or {}).items()):  # type: ignore[union-attr]
-                if isinstance(x, SwapEntry) and v.start <= vpn < v.end:
-                    del mm.pt.pmd[b][vpn]  # type: ignore[index]
-            yield unlock(ptl(mm, b << 9))
+    yield from zap_vmas(w, mm, vmas, "unmap_vmas")
     yield unlock(("mmap", mm.name))
     yield lock(("mmap", mm.name))
     yield do("mt_clear_in_rcu")
     for v in vmas:
         yield lock(("vma", v.id))  # free_pgtables(mm_wr_locked): vma_start_write
-        own = v.anon_vma if isinstance(v.anon_vma, AnonVma) else None
-        if own is not None:
-            yield lock(av_lock(own))
-        yield do(f"unlink_anon_vmas(VMA {v.id})")
-        d.unlink_anon_vmas(v)
-        if own is not None:
-            yield unlock(av_lock(own))
+        yield from unlink_anon_vmas(w, v)
     yield do("free_pgd_range")
     w.freed_tables |= {(mm.id, b) for b in mm.pt.pmd}
     mm.pt.pmd.clear()
@@ -796,8 +797,22 @@ def mappings_of(w: World, folio: Folio) -> set[tuple[int, int]]:
     return out
 
 
+def map_count_errors(w: World) -> list[str]:
+    """Folios whose map count differs from the present entries mapping them
+    (a PMD mapping counts once): a bug of the paths, not of a design."""
+    seen: dict[Folio, int] = {}
+    for mm in w.all_mms():
+        for _vpn, e in mm.pt.present():
+            if type(e) in (Pte, PmdMap) and e.folio.anon and not e.folio.zero:
+                seen[e.folio] = seen.get(e.folio, 0) + 1
+    folios = set(seen) | set(w.m.anon_folios.values())
+    return [f"model error: folio {f.id} has map count {f.mapcount}, mapped {seen.get(f, 0)} times"
+            for f in sorted(folios, key=lambda f: f.id) if f.mapcount != seen.get(f, 0)]
+
+
 def migration_entries(w: World, folio: Folio) -> list[tuple[Mm, int]]:
-    out = []
+    """Migration entries of ``folio`` left in any page table."""
+    out: list[tuple[Mm, int]] = []
     for mm in w.all_mms():
         for vpn, e in mm.pt.present():
             if type(e) is MigrationEntry and e.folio is folio:

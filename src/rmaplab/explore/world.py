@@ -10,8 +10,9 @@ step never blocks: the scheduler sends its outcome back into the generator.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 from rmaplab.explore.locks import Lock, LockTable, lock_name
 from rmaplab.machine.folio import Folio
