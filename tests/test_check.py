@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import CORPUS
+
 from rmaplab.check import check_scenario, check_with_exit
 from rmaplab.checkrun import check_random
 from rmaplab.designs.classic import ClassicDesign

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from rmaplab.cli import main
 
 EXAMPLE = ROOT / "scenarios" / "example.scn"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import corpus_files
+
 from rmaplab.kernel.record import read_recording
 from rmaplab.scenario.output import core_fields
 from rmaplab.scenario.parse import parse_file

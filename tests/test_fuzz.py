@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS
+
 from rmaplab.check import check_with_exit
 from rmaplab.cli import main
 from rmaplab.fuzz.campaign import Campaign, normalise, run_shard

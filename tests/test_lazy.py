@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS, ROOT
+
 from rmaplab.check import check_scenario, check_with_exit
 from rmaplab.checkrun import check_random
 from rmaplab.designs import make_design

@@ -7,10 +7,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("refresh_readme", ROOT / "scripts" / "refresh_readme.py")
+spec = importlib.util.spec_from_file_location("refresh_readme",
+                                              ROOT / "scripts" / "refresh_readme.py")
 refresh = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
 spec.loader.exec_module(refresh)  # type: ignore[union-attr]
 
@@ -35,4 +35,5 @@ def test_readme_setup_commands_match_ci() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "    python3 -m pytest -q\n" in readme
     assert "python3 -m pytest -q" in ci
-    assert "python3 -m pip install -e '.[test]' && python3 -m rmaplab run scenarios/example.scn" in readme
+    setup = "python3 -m pip install -e '.[test]' && python3 -m rmaplab run scenarios/example.scn"
+    assert setup in readme

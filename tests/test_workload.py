@@ -4,11 +4,11 @@ tables (on a small hand-written smaps file; the real dumps are optional)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT
+
+from rmaplab.designs import make_design
 from rmaplab.errors import ScenarioError
 from rmaplab.machine.machine import Machine
-from rmaplab.designs import make_design
 from rmaplab.report import compare
 from rmaplab.scenario.parse import parse_text
 from rmaplab.scenario.run import run_scenario

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import NoReturn
 
 from rmaplab.errors import KernelUnavailable, RmaplabError, UsageError
 
@@ -36,9 +37,8 @@ def _per_file(files: Sequence[str], fn: Callable) -> list[str]:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from rmaplab.scenario.run import run_scenario
-
     from rmaplab.designs import make_design
+    from rmaplab.scenario.run import run_scenario
 
     make_design(a.design)  # validate the name early
     print("\n".join(_per_file(a.files, lambda sc: run_scenario(sc, a.design, extra=a.extra))))
@@ -62,7 +62,6 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 def cmd_check(a: argparse.Namespace) -> int:
     from rmaplab.checkrun import check_files, check_random
-
     from rmaplab.designs import make_design
 
     for d in a.design.split(","):

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.classic import ClassicDesign

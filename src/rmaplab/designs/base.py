@@ -31,7 +31,8 @@ Example, the smallest possible use of a design through the machine::
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rmaplab.machine.folio import Folio

@@ -27,7 +27,8 @@ Rules (each method cites the kernel function it mirrors):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import OBJECT_BYTES, RmapDesign
 from rmaplab.designs.intervals import IntervalIndex

@@ -61,7 +61,8 @@ dynarray`` of 8 + 8*cap bytes (cap a power of two >= 2) in its kmalloc class.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.intervals import IntervalIndex
@@ -346,7 +347,7 @@ class CowContextDesign(RmapDesign):
         if not c.contrib:
             return 0, 0
         bounds = sorted({b for a, z, _ in c.contrib.values() for b in (a, z + 1)})
-        segs = []
+        segs: list[tuple[int, int, frozenset[int]]] = []
         for a, b in zip(bounds, bounds[1:]):
             offs = frozenset(o for (x, y, o) in c.contrib.values() if x < b and y >= a)
             if offs:

@@ -15,7 +15,8 @@ overlap query returning k intervals.  Small sets (<= 8) are scanned.
 
 from __future__ import annotations
 
-from typing import Generic, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 _SCAN = 8

@@ -81,10 +81,11 @@ docs/kernel-structs-6.18.txt), and keeps the root VMA in the tagged
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import OBJECT_BYTES
-from rmaplab.designs.classic import AnonVma, Avc, ClassicDesign, anon_vma_compatible
+from rmaplab.designs.classic import AnonVma, ClassicDesign, anon_vma_compatible
 from rmaplab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -458,7 +459,8 @@ class LazyDesign(ClassicDesign):
         out: dict[str, int] = {}
         for mm in self.machine.procs.values():
             for v in mm.vmas:
-                label = v.design.label if v.design is not None and v.anon_vma is not None else "none"
+                has = v.design is not None and v.anon_vma is not None
+                label = v.design.label if has else "none"
                 out[label] = out.get(label, 0) + 1
         return out
 

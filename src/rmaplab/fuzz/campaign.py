@@ -25,9 +25,10 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from rmaplab.check import check_with_exit
 from rmaplab.errors import UsageError
@@ -68,7 +69,8 @@ class ShardResult:
 def normalise(msg: str) -> str:
     """A violation message without numbers or process names (its kind).
 
-    >>> normalise("rmap_walk of folio 12 (index 0x6f0, 1 pages) misses page 3 mapped by P1 at page 40")
+    >>> normalise("rmap_walk of folio 12 (index 0x6f0, 1 pages) misses page 3 "
+    ...           "mapped by P1 at page 40")
     'rmap_walk of folio N (index N, N pages) misses page N mapped by P at page N'
     """
     msg = re.sub(r"P\d+", "P", msg)

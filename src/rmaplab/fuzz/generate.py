@@ -219,7 +219,7 @@ class _Gen:
                 a = op.action
                 if isinstance(a, Fork):
                     self.alive.append(a.child)
-                elif isinstance(a, Exit):
+                elif isinstance(a, Exit) and op.proc is not None:
                     self.alive.remove(op.proc)
                 self.lines.append(line)
         return "\n".join(self.lines) + "\n"

@@ -14,7 +14,7 @@ pages so that the scenario starts at page 0.  The predicate decides what
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rmaplab.errors import ScenarioError
 from rmaplab.scenario.parse import parse_text

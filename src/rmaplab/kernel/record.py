@@ -25,7 +25,8 @@ def read_recording(path: Path) -> list[str]:
     return [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
 
 
-def record_files(scs: list[Scenario], method: str, runs: int, force: bool) -> tuple[list[str], bool]:
+def record_files(scs: list[Scenario], method: str, runs: int,
+                 force: bool) -> tuple[list[str], bool]:
     out: list[str] = []
     ok = True
     for sc in scs:

@@ -33,15 +33,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from rmaplab.errors import KernelUnavailable
 from rmaplab.kernel.counters import Counter, make_counter
 from rmaplab.machine.constants import ARENA_BASE, ARENA_PAGES, PAGE_SIZE
-from rmaplab.scenario.output import format_error, format_maps, format_measure
 from rmaplab.scenario.ast import (
     MADVISE,
     Exit,
@@ -57,6 +56,7 @@ from rmaplab.scenario.ast import (
     Scenario,
     Touch,
 )
+from rmaplab.scenario.output import format_error, format_maps, format_measure
 
 LOCK_PATH = Path(os.environ.get("RMAPLAB_KERNEL_LOCK", "/tmp/rmaplab-kernel.lock"))
 WORKER_SRC = Path(__file__).with_name("worker.c")
@@ -296,7 +296,8 @@ class _Execution:
                 need = (a.off + a.npages) * PAGE_SIZE
                 if os.fstat(fd).st_size < need:
                     os.ftruncate(fd, need)
-            return f"mmap {addr(a.start)} {a.npages * PAGE_SIZE} {a.prot} {flags} {fd} {a.off * PAGE_SIZE}"
+            return (f"mmap {addr(a.start)} {a.npages * PAGE_SIZE} {a.prot} {flags} {fd} "
+                    f"{a.off * PAGE_SIZE}")
         if isinstance(a, Touch):
             return f"touch {'w' if a.write else 'r'} {addr(a.first)} {a.last - a.first + 1}"
         if isinstance(a, Mprotect):
@@ -304,7 +305,8 @@ class _Execution:
         if isinstance(a, Munmap):
             return f"munmap {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE}"
         if isinstance(a, Madvise):
-            return f"madvise {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE} {MADVISE[a.advice]}"
+            n = (a.last - a.first + 1) * PAGE_SIZE
+            return f"madvise {addr(a.first)} {n} {MADVISE[a.advice]}"
         if isinstance(a, Mremap):
             flags = (MREMAP_MAYMOVE if a.maymove else 0) | (MREMAP_DONTUNMAP if a.dontunmap else 0)
             new = 0

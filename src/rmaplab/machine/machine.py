@@ -29,7 +29,7 @@ Faults follow mm/memory.c and mm/huge_memory.c of Linux 6.18:
 from __future__ import annotations
 
 import errno
-from typing import Iterator
+from collections.abc import Iterable, Iterator
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.machine.config import KernelConfig
@@ -54,7 +54,7 @@ from rmaplab.machine.folio import File, Folio
 from rmaplab.machine.mm import Mm
 from rmaplab.machine.pagetable import PageTables, PmdMap, Pte
 from rmaplab.machine.vma import Vma
-from rmaplab.machine.vmaops import VmaOps, vmg_for_vma
+from rmaplab.machine.vmaops import VmaOps
 
 EFAULT, ENOMEM, EINVAL, EEXIST, EACCES = (errno.EFAULT, errno.ENOMEM, errno.EINVAL,
                                           errno.EEXIST, errno.EACCES)
@@ -897,6 +897,7 @@ class Machine(VmaOps):
                 dt = dpmd[b] = {}
             lo = start if start > b << 9 else b << 9
             hi = end if end < (b + 1) << 9 else (b + 1) << 9
+            vpns: Iterable[int]
             if hi - lo <= len(e):  # type: ignore[arg-type]
                 get = e.get  # type: ignore[union-attr]
                 vpns = range(lo, hi)
@@ -960,7 +961,7 @@ class Machine(VmaOps):
         pt = vma.mm.pt
         for i in range(max(0, vma.start - base), min(folio.nr, vma.end - base)):
             e = pt.entry(base + i)
-            if e is not None and e.folio is folio and (type(e) is PmdMap or e.idx == i):
+            if e is not None and e.folio is folio and (isinstance(e, PmdMap) or e.idx == i):
                 return True
         return False
 
@@ -992,8 +993,8 @@ class Machine(VmaOps):
         for mm in self.procs.values():
             try:
                 mm.vmas.check()
-            except AssertionError as e:
-                errs.append(f"{mm.name}: VMA tree broken: {e}")
+            except AssertionError as broken:
+                errs.append(f"{mm.name}: VMA tree broken: {broken}")
             pt = mm.pt
             inside = 0
             pmds: set[int] = set()
@@ -1021,7 +1022,7 @@ class Machine(VmaOps):
                         counts[id(f)] = counts.get(id(f), 0) + 1
                         if f.anon and f.freed:
                             errs.append(f"{mm.name}: freed folio {f.id} still mapped at {vpn:#x}")
-            total = sum(1 if type(e) is PmdMap else len(e) for e in pt.pmd.values())
+            total = sum(1 if isinstance(t, PmdMap) else len(t) for t in pt.pmd.values())
             if total != inside:
                 errs.append(f"{mm.name}: {total - inside} page(s) mapped outside any VMA")
         for f in self.anon_folios.values():

@@ -13,7 +13,7 @@ are visited by whichever of the table or the range is smaller).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from rmaplab.machine.constants import HPAGE_PMD_NR
 from rmaplab.machine.folio import Folio

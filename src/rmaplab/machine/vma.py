@@ -14,7 +14,8 @@ list there).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from sortedcontainers import SortedDict
 

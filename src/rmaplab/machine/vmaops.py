@@ -21,8 +21,9 @@ from rmaplab.machine.pagetable import PmdMap
 from rmaplab.machine.vma import Vma
 
 if TYPE_CHECKING:
+    from rmaplab.designs.base import RmapDesign
+    from rmaplab.machine.config import KernelConfig
     from rmaplab.machine.folio import File
-    from rmaplab.machine.machine import Machine
     from rmaplab.machine.mm import Mm
 
 _NO_SOFTDIRTY = ~VM_SOFTDIRTY
@@ -66,21 +67,30 @@ def vmg_for_vma(prev: Vma | None, vma: Vma, start: int, end: int) -> Vmg:
 class VmaOps:
     """mm/vma.c, as a mixin of Machine."""
 
+    if TYPE_CHECKING:  # provided by Machine
+        design: RmapDesign
+        config: KernelConfig
+        next_vma_id: int
+
+        def zap(self, mm: Mm, lo: int, hi: int, reclaim_pt: bool = False) -> None: ...
+
+        def split_pmd(self, mm: Mm, b: int) -> None: ...
+
     # -- creation / removal ------------------------------------------------
-    def new_vma(self: Machine, mm: Mm, start: int, end: int, pgoff: int, flags: int,
+    def new_vma(self, mm: Mm, start: int, end: int, pgoff: int, flags: int,
                 file: File | None) -> Vma:
         """``vm_area_alloc()`` + ``vma_set_range()``; not yet in the tree."""
         self.next_vma_id += 1
         return Vma(self.next_vma_id, mm, start, end, pgoff, flags, file)
 
-    def vm_area_dup(self: Machine, vma: Vma, mm: Mm | None = None) -> Vma:
+    def vm_area_dup(self, vma: Vma, mm: Mm | None = None) -> Vma:
         """``vm_area_dup()`` (mm/vma_init.c): a copy sharing ``anon_vma``
         but with an empty anon_vma_chain (``rmap`` is not copied)."""
         new = self.new_vma(mm or vma.mm, vma.start, vma.end, vma.pgoff, vma.flags, vma.file)
         new.anon_vma = vma.anon_vma
         return new
 
-    def remove_vma(self: Machine, vma: Vma) -> None:
+    def remove_vma(self, vma: Vma) -> None:
         """Detach ``vma`` from its tree and free it (``vma_complete`` removal /
         ``remove_vma``); its anon state must already be unlinked."""
         vma.mm.vmas.remove(vma)
@@ -88,7 +98,7 @@ class VmaOps:
         self.design.vma_removed(vma)
 
     # -- THP boundaries ----------------------------------------------------
-    def split_pmd_at(self: Machine, mm: Mm, vpn: int) -> None:
+    def split_pmd_at(self, mm: Mm, vpn: int) -> None:
         """``split_huge_pmd_if_needed()``: a VMA boundary at ``vpn`` inside a
         PMD mapping splits that mapping into PTEs."""
         if vpn & (HPAGE_PMD_NR - 1):
@@ -96,7 +106,7 @@ class VmaOps:
             if e is not None and type(e) is PmdMap:
                 self.split_pmd(mm, vpn >> 9)
 
-    def set_range(self: Machine, vma: Vma, start: int, end: int, pgoff: int) -> None:
+    def set_range(self, vma: Vma, start: int, end: int, pgoff: int) -> None:
         """``vma_set_range()`` on a VMA in the tree (re-keys it, tells the
         design: ``anon_vma_interval_tree_pre/post_update_vma``)."""
         old_start = vma.start
@@ -106,7 +116,7 @@ class VmaOps:
         self.design.vma_range_changed(vma)
 
     # -- split ---------------------------------------------------------------
-    def split_vma(self: Machine, vma: Vma, addr: int, new_below: bool) -> Vma:
+    def split_vma(self, vma: Vma, addr: int, new_below: bool) -> Vma:
         """``__split_vma()``: split ``vma`` at ``addr``; the returned new VMA is
         the lower part if ``new_below`` else the upper part; ``vma`` keeps
         the other part.  +L anon_vma_chains in the classic design."""
@@ -126,7 +136,7 @@ class VmaOps:
         return new
 
     # -- merge checks ----------------------------------------------------------
-    def is_mergeable_vma(self: Machine, vmg: Vmg, merge_next: bool) -> bool:
+    def is_mergeable_vma(self, vmg: Vmg, merge_next: bool) -> bool:
         """``is_mergeable_vma()``: flags (but VM_SOFTDIRTY), file; mempolicy,
         userfaultfd context and anon_vma_name are never set in rmaplab, and
         no modelled VMA has ``vm_ops->close``."""
@@ -136,32 +146,33 @@ class VmaOps:
             return False
         return tgt.file is vmg.file
 
-    def is_mergeable_anon_vma(self: Machine, vmg: Vmg, merge_next: bool) -> bool:
+    def is_mergeable_anon_vma(self, vmg: Vmg, merge_next: bool) -> bool:
         """``is_mergeable_anon_vma()``: asks the design."""
         tgt = vmg.next if merge_next else vmg.prev
+        assert tgt is not None, "merge with a missing neighbour"
         copied = vmg.copied_from if self.config.remap_copied_from_fix else None
         return self.design.is_mergeable_anon_vma(tgt, vmg.anon_vma, vmg.middle, copied)
 
-    def can_vma_merge_after(self: Machine, vmg: Vmg) -> bool:
+    def can_vma_merge_after(self, vmg: Vmg) -> bool:
         """``can_vma_merge_after()``: the range can extend ``prev`` upwards."""
         prev = vmg.prev
         assert prev is not None
         return (self.is_mergeable_vma(vmg, False) and self.is_mergeable_anon_vma(vmg, False)
                 and prev.pgoff + prev.pages == vmg.pgoff)
 
-    def can_vma_merge_before(self: Machine, vmg: Vmg) -> bool:
+    def can_vma_merge_before(self, vmg: Vmg) -> bool:
         """``can_vma_merge_before()``: the range can extend ``next`` downwards."""
         nxt = vmg.next
         assert nxt is not None
         return (self.is_mergeable_vma(vmg, True) and self.is_mergeable_anon_vma(vmg, True)
                 and nxt.pgoff == vmg.pgoff + (vmg.end - vmg.start))
 
-    def can_vma_merge_left(self: Machine, vmg: Vmg) -> bool:
+    def can_vma_merge_left(self, vmg: Vmg) -> bool:
         """``can_vma_merge_left()``."""
         return (vmg.prev is not None and vmg.prev.end == vmg.start
                 and self.can_vma_merge_after(vmg))
 
-    def can_vma_merge_right(self: Machine, vmg: Vmg, can_merge_left: bool) -> bool:
+    def can_vma_merge_right(self, vmg: Vmg, can_merge_left: bool) -> bool:
         """``can_vma_merge_right()``: also requires prev and next to be
         compatible with each other when both would merge."""
         nxt = vmg.next
@@ -173,7 +184,7 @@ class VmaOps:
         return self.design.anon_vmas_compatible(vmg.prev, nxt)
 
     # -- merge execution -------------------------------------------------------
-    def commit_merge(self: Machine, vmg: Vmg) -> None:
+    def commit_merge(self, vmg: Vmg) -> None:
         """``commit_merge()`` + ``vma_complete()``: apply the new ranges,
         split THP PMDs cut by the new boundaries, and remove the merged-away
         VMAs (``anon_vma_merge()`` -> ``unlink_anon_vmas()`` for those with
@@ -213,7 +224,7 @@ class VmaOps:
                 self.design.unlink_anon_vmas(r)
             self.design.vma_removed(r)
 
-    def vma_expand(self: Machine, vmg: Vmg) -> None:
+    def vma_expand(self, vmg: Vmg) -> None:
         """``vma_expand()``: grow ``vmg.target`` over [start, end), removing
         ``next`` when the range reaches its end; anon_vma state is
         duplicated from next and (mremap) from ``copied_from``."""
@@ -226,7 +237,7 @@ class VmaOps:
             self.design.dup_anon_vma(target, vmg.copied_from)
         self.commit_merge(vmg)
 
-    def vma_merge_new_range(self: Machine, vmg: Vmg) -> Vma | None:
+    def vma_merge_new_range(self, vmg: Vmg) -> Vma | None:
         """``vma_merge_new_range()``: merge a new range [start, end) (mmap,
         brk, mremap destination) with prev and/or next.  Returns the merged
         VMA or None."""
@@ -250,7 +261,7 @@ class VmaOps:
         self.vma_expand(vmg)
         return vmg.target
 
-    def vma_merge_existing_range(self: Machine, vmg: Vmg) -> Vma | None:
+    def vma_merge_existing_range(self, vmg: Vmg) -> Vma | None:
         """``vma_merge_existing_range()``: after mprotect/madvise changes the
         flags of [start, end) of ``middle``, try to merge it with prev and/or
         next.  Returns the merged VMA (now covering [start, end)) or None."""
@@ -300,7 +311,7 @@ class VmaOps:
         self.commit_merge(vmg)
         return vmg.target
 
-    def vma_modify(self: Machine, vmg: Vmg) -> Vma:
+    def vma_modify(self, vmg: Vmg) -> Vma:
         """``vma_modify()``: merge [start, end) of ``middle`` into a neighbour,
         else split ``middle`` so that a VMA covers exactly [start, end).
         The caller then sets the new flags on the returned VMA."""
@@ -315,14 +326,14 @@ class VmaOps:
             self.split_vma(vma, vmg.end, False)
         return vma
 
-    def vma_modify_flags(self: Machine, prev: Vma | None, vma: Vma, start: int, end: int,
+    def vma_modify_flags(self, prev: Vma | None, vma: Vma, start: int, end: int,
                          flags: int) -> Vma:
         """``vma_modify_flags()``."""
         vmg = vmg_for_vma(prev, vma, start, end)
         vmg.flags = flags
         return self.vma_modify(vmg)
 
-    def vma_merge_extend(self: Machine, vma: Vma, delta: int) -> Vma | None:
+    def vma_merge_extend(self, vma: Vma, delta: int) -> Vma | None:
         """``vma_merge_extend()``: grow ``vma`` by ``delta`` pages in place
         (mremap), merging with the following VMA if it becomes adjacent."""
         vmg = vmg_for_vma(vma, vma, vma.end, vma.end + delta)
@@ -330,7 +341,7 @@ class VmaOps:
         vmg.middle = None
         return self.vma_merge_new_range(vmg)
 
-    def copy_vma(self: Machine, vma: Vma, addr: int, npages: int,
+    def copy_vma(self, vma: Vma, addr: int, npages: int,
                  pgoff: int) -> tuple[Vma, Vma]:
         """``copy_vma()``: the destination VMA of an mremap move, merged with
         its new neighbours or a fresh copy (``anon_vma_clone``).  An
@@ -360,7 +371,7 @@ class VmaOps:
         return new, vma
 
     # -- unmap ---------------------------------------------------------------
-    def do_munmap(self: Machine, mm: Mm, start: int, end: int) -> None:
+    def do_munmap(self, mm: Mm, start: int, end: int) -> None:
         """``do_vmi_munmap()`` -> ``vms_gather_munmap_vmas()`` +
         ``vms_complete_munmap_vmas()``: split at start (new_below=1) and end
         (new_below=0), zap, ``free_pgtables()`` (``unlink_anon_vmas()`` and
@@ -391,7 +402,7 @@ class VmaOps:
         for v in detach:
             self.design.vma_removed(v)
 
-    def free_pgtables(self: Machine, mm: Mm, lo: int, hi: int, floor: int, ceiling: int) -> None:
+    def free_pgtables(self, mm: Mm, lo: int, hi: int, floor: int, ceiling: int) -> None:
         """``free_pgd_range()``: free the page-table pages of [lo, hi) whose
         2 MiB span lies entirely between ``floor`` and ``ceiling``."""
         pmd = mm.pt.pmd

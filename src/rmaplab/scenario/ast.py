@@ -9,7 +9,6 @@ grammar and :mod:`rmaplab.scenario.parse` for the parser.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 # Protection strings accepted by mmap/mprotect, mapped to PROT_* bits.
 PROT_READ = 1
@@ -108,7 +107,7 @@ class Maps:
     pass
 
 
-Action = Union[Mmap, Touch, Mprotect, Munmap, Mremap, Madvise, Fork, Exit, Measure, Maps]
+Action = Mmap | Touch | Mprotect | Munmap | Mremap | Madvise | Fork | Exit | Measure | Maps
 
 
 @dataclass(frozen=True, slots=True)

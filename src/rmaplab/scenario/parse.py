@@ -110,7 +110,8 @@ class _LineParser:
 
 def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per verb
     if verb == "mmap":
-        args = p.nargs("mmap", 2, 7, "@START NPAGES [rw|r|none|rwx] [shared] [file=NAME] [off=PGOFF] [populate]")
+        args = p.nargs("mmap", 2, 7, "@START NPAGES [rw|r|none|rwx] [shared] [file=NAME] "
+                       "[off=PGOFF] [populate]")
         if not args[0].startswith("@"):
             raise p.fail(f"mmap needs @START (the fixed start page), got {args[0]!r}")
         start = p.page(args[0][1:], "start page")
@@ -137,7 +138,8 @@ def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per ver
             else:
                 pr = parse_prot(a)
                 if pr is None:
-                    raise p.fail(f"unknown mmap option {a!r}: expected a protection (rw, r, none, rwx...), shared, file=NAME, off=PGOFF or populate")
+                    raise p.fail(f"unknown mmap option {a!r}: expected a protection (rw, r, "
+                                 "none, rwx...), shared, file=NAME, off=PGOFF or populate")
                 prot = pr
         if off is not None and file is None:
             raise p.fail("off=PGOFF needs file=NAME")
@@ -149,9 +151,10 @@ def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per ver
     if verb == "mprotect":
         rng, prot_s = p.nargs("mprotect", 2, 2, "A..B PROT")
         first, last = p.range_(rng)
-        prot = parse_prot(prot_s)
-        if prot is None:
+        mprot = parse_prot(prot_s)
+        if mprot is None:
             raise p.fail(f"bad protection {prot_s!r}: expected rw, r, none, rwx...")
+        prot = mprot
         return Mprotect(first, last, prot)
     if verb == "munmap":
         (rng,) = p.nargs("munmap", 1, 1, "one range A..B")
@@ -177,7 +180,8 @@ def _parse_action(p: _LineParser, verb: str):  # noqa: C901 - one branch per ver
             elif a == "nomove":
                 maymove = False
             else:
-                raise p.fail(f"unknown mremap option {a!r}: expected @NEWSTART, dontunmap or nomove")
+                raise p.fail(f"unknown mremap option {a!r}: "
+                             "expected @NEWSTART, dontunmap or nomove")
         if old + max(old_len, new_len) > ARENA_PAGES:
             raise p.fail("mremap range ends beyond the arena")
         return Mremap(old, old_len, new_len, new_start, dontunmap, maymove)

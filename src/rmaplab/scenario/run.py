@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rmaplab.designs import make_design
 from rmaplab.machine.config import KernelConfig
