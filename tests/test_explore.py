@@ -23,6 +23,7 @@ from rmaplab.explore.explorer import (
     table,
 )
 from rmaplab.explore.locks import LockTable
+from rmaplab.explore.world import Model
 
 LITMUS = sorted((Path(__file__).parent.parent / "scenarios" / "litmus").glob("*.lit"))
 CASES = [(p, d, v) for p in LITMUS for d, v in load_litmus(p).expectations().items()]
@@ -92,7 +93,7 @@ def test_lock_order_and_deadlock_are_both_detected() -> None:
     lit = parse_litmus(SAMPLE, "sample.lit")
     r = explore(lit, "lazy-folio-lock", bound=3)
     assert r.violation.startswith("lock order: A takes folio")
-    r = explore(lit, "lazy-folio-lock", bound=3, lock_order=False)
+    r = explore(lit, "lazy-folio-lock", bound=3, model=Model(lock_order=False))
     assert r.violation.startswith("deadlock: A waits for folio")
     assert "held by B" in r.violation
 
@@ -187,3 +188,30 @@ def test_map_count_consistency_catches_a_path_bug(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(paths, "zap_vmas", zap_everything)
     lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index("munmap-vs-walk")])
     assert explore(lit, "classic", 3).violation.startswith("model error: folio 1 has map count -1")
+
+
+def test_every_kind_of_violation_is_reported_with_its_schedule() -> None:
+    """exit-vs-walk under lazy fails two ways: freed page tables and freed
+    maple tree nodes; each reported schedule replays to its violation."""
+    lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index("exit-vs-walk")])
+    r = explore(lit, "lazy", bound=None, every=True)
+    kinds = [r.violation] + [o.violation for o in r.others]
+    assert any("page table" in k for k in kinds) and any("mm_mt" in k for k in kinds)
+    for x in [r, *r.others]:
+        assert run_schedule(lit, "lazy", x.schedule).violation == x.violation
+
+
+def test_rcu_table_free_protects_only_rcu_readers() -> None:
+    """The PoC's walk holds RCU around rmap_one: with RCU-freed page tables
+    (this kernel's config) reading a freed table is no use after free, without
+    them it is; the lazy walk reads outside RCU and fails either way."""
+    lit = load_litmus(LITMUS[[p.stem for p in LITMUS].index("munmap-vs-walk")])
+
+    def kinds(design: str, model: Model) -> list[str]:
+        r = explore(lit, design, bound=None, every=True, model=model)
+        return [x.violation for x in [r, *r.others] if r.verdict == "VIOLATION"]
+
+    assert not any("page table" in k for k in kinds("cowctx-poc-shortcut", Model()))
+    assert any("page table" in k
+               for k in kinds("cowctx-poc-shortcut", Model(rcu_table_free=False)))
+    assert any("page table" in k for k in kinds("lazy", Model()))

@@ -158,24 +158,27 @@ def cmd_explore(a: argparse.Namespace) -> int:
         run_schedule,
         table,
     )
+    from rmaplab.explore.world import Model
 
     if not a.files:
         raise UsageError("no litmus file given")
     lits = [load_litmus(f) for f in a.files]
+    model = Model(lock_order=not a.no_lock_order, rcu_table_free=not a.no_rcu_table_free)
     designs = a.design.split(",") if a.design else None
     for d in designs or []:
         make_design(d)
     if a.schedule:
         if len(lits) != 1 or not designs or len(designs) != 1:
             raise UsageError("--schedule replays one litmus file under one --design")
-        r = run_schedule(lits[0], designs[0], a.schedule.split(","))
+        r = run_schedule(lits[0], designs[0], a.schedule.split(","), model)
         print("\n".join(render_trace(r)))
         return 0 if r.verdict == "PASS" else 1
     if a.table:
-        lines, ok = table(lits, designs or list(DEFAULT_DESIGNS), a.bound)
+        lines, ok = table(lits, designs or list(DEFAULT_DESIGNS), a.bound, model)
         print("\n".join(lines))
         return 0 if ok else 1
-    lines, clean = explore_files(lits, designs, a.bound, a.random, a.seed, a.depth)
+    lines, clean = explore_files(lits, designs, a.bound, a.random, a.seed, a.depth, a.every,
+                                 model)
     print("\n".join(lines))
     return 0 if clean else 1
 
@@ -316,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--seed", type=int, default=1)
     xp.add_argument("--schedule", default=None, metavar="A,B,...",
                     help="replay this schedule (as printed with a violation) and print it")
+    xp.add_argument("--no-lock-order", action="store_true",
+                    help="do not check the documented lock order (deadlocks are still found)")
+    xp.add_argument("--no-rcu-table-free", action="store_true",
+                    help="model a kernel without CONFIG_MMU_GATHER_RCU_TABLE_FREE: page "
+                         "tables are reused at once, even under RCU")
+    xp.add_argument("--every", action="store_true",
+                    help="go on after a violation and report one schedule per kind of "
+                         "violation")
     xp.add_argument("--table", action="store_true",
                     help="Markdown table litmus x design; exit 1 if a verdict differs "
                          "from a file's '# expect:' line")

@@ -50,7 +50,7 @@ from rmaplab.designs.lazy import LazyDesign, st
 from rmaplab.errors import ScenarioError, UsageError
 from rmaplab.explore import paths
 from rmaplab.explore.locks import lock_name
-from rmaplab.explore.world import Step, World
+from rmaplab.explore.world import Model, Step, World
 from rmaplab.machine.constants import ARENA_VPN
 from rmaplab.machine.machine import Machine
 from rmaplab.machine.pagetable import PmdMap
@@ -161,11 +161,11 @@ def _page(arg: str, path: str, line: int) -> int:
 class Execution:
     """One execution of a litmus under one design, step by step."""
 
-    def __init__(self, lit: Litmus, design: str, lock_order: bool = True) -> None:
+    def __init__(self, lit: Litmus, design: str, model: Model | None = None) -> None:
         m = Machine(make_design(design))
         for op in lit.init.ops:
             apply_op(m, op)
-        self.w = World(m)
+        self.w = World(m, model or Model())
         self.lit = lit
         self.threads: dict[str, Any] = {}
         self.pending: dict[str, Step] = {}
@@ -179,8 +179,6 @@ class Execution:
         self.schedule: list[str] = []
         self.current: str | None = None
         self.preemptions = 0
-        #: check the documented lock order (off: only deadlocks are found)
-        self.lock_order = lock_order
 
     def _make(self, ts: ThreadSpec):  # type: ignore[no-untyped-def]
         """The thread's generator, after checking that its statement makes
@@ -278,7 +276,7 @@ class Execution:
         value: Any = None
         lk: Any = s.lock  # set for lock, trylock and unlock steps
         if s.kind == "lock":
-            why = self.lock_order and w.locks.order_violation(t, lk)
+            why = w.model.lock_order and w.locks.order_violation(t, lk)
             if why:
                 w.violate(t, f"lock order: {t} {why}")
             w.locks.acquire(t, lk, s.mode)
@@ -444,6 +442,8 @@ class Result:
     trace: list[list[str]] = field(default_factory=list)
     threads: list[ThreadSpec] = field(default_factory=list)
     complete: bool = True
+    #: further kinds of violation (``explore(..., every=True)``)
+    others: list[Result] = field(default_factory=list)
 
 
 def _finish(ex: Execution) -> str | None:
@@ -473,9 +473,10 @@ def _deadlock(ex: Execution) -> str:
     return "deadlock: " + ", ".join(parts)
 
 
-def replay(lit: Litmus, design: str, schedule: list[str], lock_order: bool = True) -> Execution:
+def replay(lit: Litmus, design: str, schedule: list[str],
+           model: Model | None = None) -> Execution:
     """A new execution that has followed ``schedule`` (thread names)."""
-    ex = Execution(lit, design, lock_order)
+    ex = Execution(lit, design, model)
     for i, t in enumerate(schedule):
         en = ex.enabled()
         if t not in en:
@@ -485,14 +486,15 @@ def replay(lit: Litmus, design: str, schedule: list[str], lock_order: bool = Tru
     return ex
 
 
-def run_schedule(lit: Litmus, design: str, schedule: list[str]) -> Result:
+def run_schedule(lit: Litmus, design: str, schedule: list[str],
+                 model: Model | None = None) -> Result:
     """Replay ``schedule``, then run on without preemption; the outcome.
 
     >>> lit = parse_litmus(SAMPLE)
     >>> run_schedule(lit, "classic", ["B"] * 3).verdict
     'PASS'
     """
-    ex = replay(lit, design, schedule)
+    ex = replay(lit, design, schedule, model)
     what = _finish(ex)
     r = Result(design, "VIOLATION" if what else "PASS", 0, 1, what or "", list(ex.schedule),
                [list(e) for e in ex.w.trace], lit.threads)
@@ -500,10 +502,12 @@ def run_schedule(lit: Litmus, design: str, schedule: list[str]) -> Result:
 
 
 def explore(lit: Litmus, design: str, bound: int | None = 3, max_executions: int = 200_000,
-            cache: bool = True, lock_order: bool = True) -> Result:
+            cache: bool = True, model: Model | None = None, every: bool = False) -> Result:
     """Exhaustive DFS within ``bound`` preemptions (None: unbounded), with
     state caching (``cache=False`` explores every schedule: for testing the
-    cache).  Stops at the first violation.
+    cache).  Stops at the first violation, unless ``every``: then the search
+    goes on and ``Result.others`` holds one counterexample per further kind
+    of violation (numbers and names stripped, as in fuzzing).
 
     Cost: one replay per explored branch, each O(steps); the number of
     branches is bounded by states x threads with the cache."""
@@ -513,29 +517,35 @@ def explore(lit: Litmus, design: str, bound: int | None = 3, max_executions: int
     stack: list[list[str]] = [[]]
     executions = 0
     complete = True
+    found: dict[str, Result] = {}
     while stack:
         if executions >= max_executions:
             complete = False
             break
         prefix = stack.pop()
-        ex = replay(lit, design, prefix, lock_order)
+        ex = replay(lit, design, prefix, model)
         executions += 1
-        pruned = False
         while True:
+            what = None
             if ex.w.violations:
-                return _result(lit, design, ex, ex.w.violations[0], len(seen), executions)
-            if ex.done():
+                what = ex.w.violations[0]
+            elif ex.done():
                 v = ex.end_violations()
-                if v:
-                    return _result(lit, design, ex, v[0], len(seen), executions)
+                what = v[0] if v else None
+            elif not ex.enabled():
+                what = _deadlock(ex)
+            if what is not None:
+                r = _result(lit, design, ex, what, len(seen), executions)
+                if not every:
+                    return r
+                found.setdefault(_kind(what), r)
+                break
+            if ex.done():
                 break
             en = ex.enabled()
-            if not en:
-                return _result(lit, design, ex, _deadlock(ex), len(seen), executions)
             k = ex.key()
             prev = seen.get(k)
             if cache and prev is not None and prev <= ex.preemptions:
-                pruned = True
                 break
             if prev is None or ex.preemptions < prev:
                 seen[k] = ex.preemptions
@@ -547,19 +557,28 @@ def explore(lit: Litmus, design: str, bound: int | None = 3, max_executions: int
                 if ex.preemptions + cost <= bound:
                     stack.append(ex.schedule + [alt])
             ex.step(default)
-        _ = pruned
+    if found:
+        first, *rest = found.values()
+        first.states, first.executions, first.complete = len(seen), executions, complete
+        first.others = rest
+        return first
     return Result(design, "PASS", len(seen), executions, complete=complete,
                   threads=lit.threads)
 
 
+def _kind(msg: str) -> str:
+    """A violation without numbers or process names (the kind of failure)."""
+    return re.sub(r"\b(P|A|B|C)\d*\b|\d+", "N", msg)
+
+
 def explore_random(lit: Litmus, design: str, runs: int = 1000, depth: int = 3,
-                   seed: int = 1) -> Result:
+                   seed: int = 1, model: Model | None = None) -> Result:
     """PCT: random thread priorities, ``depth - 1`` random priority drops."""
     rng = random.Random(seed)
     states: set[tuple[Any, ...]] = set()
     length = 200
     for n in range(runs):
-        ex = Execution(lit, design)
+        ex = Execution(lit, design, model)
         prio = {t.name: rng.random() + depth for t in lit.threads}
         changes = sorted(rng.randrange(length) for _ in range(depth - 1))
         i = 0
@@ -617,8 +636,12 @@ def describe(r: Result) -> list[str]:
         extent = "" if r.complete else " (execution budget exhausted: incomplete)"
         return [f"PASS: {r.design}: {r.states} states explored in {r.executions} executions"
                 f"{extent}"]
-    return [f"VIOLATION: {r.design}: {r.violation} ({r.states} states explored in "
-            f"{r.executions} executions)"] + render_trace(r)
+    out = [f"VIOLATION: {r.design}: {r.violation} ({r.states} states explored in "
+           f"{r.executions} executions)"] + render_trace(r)
+    for o in r.others:
+        out.append(f"also: {o.violation}")
+        out.append(f"  schedule: {','.join(o.schedule)}")
+    return out
 
 
 # ------------------------------------------------------------------- reports
@@ -626,7 +649,8 @@ DEFAULT_DESIGNS = ("classic", "lazy", "lazy-noretry", "cowctx", "cowctx-poc-shor
 
 
 def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | None,
-                  runs: int = 0, seed: int = 1, depth: int = 3) -> tuple[list[str], bool]:
+                  runs: int = 0, seed: int = 1, depth: int = 3,
+                  every: bool = False, model: Model | None = None) -> tuple[list[str], bool]:
     """``rmaplab explore``: per file and design, the verdict and, for a
     violation, the trace.  ``designs`` None: those of the file's expect line.
     The flag is False when a violation was found."""
@@ -638,8 +662,8 @@ def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | No
             out.append(f"== {lit.path}")
         for d in ds:
             make_design(d)
-            r = (explore_random(lit, d, runs, depth, seed) if runs
-                 else explore(lit, d, bound))
+            r = (explore_random(lit, d, runs, depth, seed, model) if runs
+                 else explore(lit, d, bound, every=every, model=model))
             clean &= r.verdict == "PASS"
             out.extend(describe(r))
             want = lit.expectations().get(d)
@@ -648,7 +672,8 @@ def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | No
     return out, clean
 
 
-def table(lits: list[Litmus], designs: list[str], bound: int | None) -> tuple[list[str], bool]:
+def table(lits: list[Litmus], designs: list[str], bound: int | None,
+          model: Model | None = None) -> tuple[list[str], bool]:
     """Markdown table litmus x design: verdict and states explored; then the
     violation found for each failing cell.  False if a verdict differs from
     the file's ``# expect:`` line.
@@ -665,7 +690,7 @@ def table(lits: list[Litmus], designs: list[str], bound: int | None) -> tuple[li
         name = Path(lit.path).name.removesuffix(".lit")
         cells = []
         for d in designs:
-            r = explore(lit, d, bound)
+            r = explore(lit, d, bound, every=True, model=model)
             want = lit.expectations().get(d)
             mark = ""
             if want and want != r.verdict:
@@ -675,11 +700,13 @@ def table(lits: list[Litmus], designs: list[str], bound: int | None) -> tuple[li
                 cells.append(f"PASS ({r.states}){mark}")
             else:
                 cells.append(f"**VIOLATION** ({r.states}){mark}")
-                notes.append(f"- {name} / {d}: {r.violation}")
+                for x in [r, *r.others]:
+                    notes.append(f"- {name} / {d}: {x.violation}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     extent = "unbounded" if bound is None else f"at most {bound} preemptions"
     out.append("")
-    out.append(f"States explored in parentheses ({extent}; a violation stops the search).")
+    out.append(f"States explored in parentheses ({extent}); below, one line per kind of "
+               "violation found.")
     if notes:
         out.append("")
         out.extend(notes)

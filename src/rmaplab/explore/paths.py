@@ -94,7 +94,8 @@ def rmap_one(w: World, t: str, vma: Vma, base: int, folio: Folio, action: str,
         w.note(t, "-> does not cover the folio")
         return False
     b = lo >> 9
-    if (mm.id, b) in w.freed_tables and b not in mm.pt.pmd:
+    protected = w.model.rcu_table_free and w.locks.rcu.get(t, 0) > 0
+    if (mm.id, b) in w.freed_tables and b not in mm.pt.pmd and not protected:
         w.violate(t, f"{t} walks the page table of VMA {vma.id} ({mm.name} {page(lo)}) "
                      "after free_pgtables freed it (use after free)")
         return False

@@ -70,11 +70,28 @@ class MigrationEntry(SwapEntry):
         return f"<migration entry of folio {self.folio.id}[{self.idx}]>"
 
 
+@dataclass(frozen=True)
+class Model:
+    """Choices about the kernel being modelled that reasonable people may
+    set differently (each one a visible option of ``rmaplab explore``).
+
+    ``rcu_table_free``: page tables are freed after an RCU grace period
+    (``CONFIG_MMU_GATHER_RCU_TABLE_FREE``, unconditional on x86 since 6.15
+    and set on the reference 6.18.44 kernel), so a walker inside an RCU
+    read-side section may still read a page table that ``free_pgtables``
+    freed; outside one it may not.  ``lock_order``: check the documented
+    lock order (off: only deadlocks are found)."""
+
+    lock_order: bool = True
+    rcu_table_free: bool = True
+
+
 @dataclass
 class World:
     """Machine + lock table + what the properties need, for one execution."""
 
     m: Machine
+    model: Model = field(default_factory=Model)
     locks: LockTable = field(default_factory=LockTable)
     violations: list[str] = field(default_factory=list)
     #: page tables freed by free_pgtables: (mm id, pmd index)
