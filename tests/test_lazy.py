@@ -15,6 +15,7 @@ from rmaplab.machine.constants import ARENA_VPN
 from rmaplab.machine.machine import Machine
 from rmaplab.report import expectations, verdict_table
 from rmaplab.scenario.parse import parse_file, parse_text
+from rmaplab.scenario.run import run_scenario
 
 REVIEWER = sorted((ROOT / "scenarios" / "reviewer").glob("*.scn"))
 FLAWED = ["lazy-single-address", "lazy-merge-any", "lazy-no-upgrade-on-mremap"]
@@ -155,3 +156,31 @@ def test_single_address_walk_misses_split_large_folio() -> None:
     assert v is not None and v.line == 4 and "misses page 256" in v.what
     assert check_scenario(sc, "lazy") is None
 
+
+
+def test_upgrade_covers_lineages_joined_by_a_keep_both_merge() -> None:
+    """Found by `rmaplab fuzz` (seed 2052, shrunk): a THP of root A is
+    mapped by A's three pieces; a keep-both merge then glues a VMA of root
+    B to the first piece.  Fork upgrades the lineage of [0] (root B) first;
+    an upgrade per root left A's other pieces to a second anon_vma, and
+    the THP, pointed by try_dup at the first, was no longer found from
+    1025 and 1026.
+
+        0  1                1024  1025  1026            1536
+        [B][ B + A (merged)  ][A r ][  A                 ]
+                             <------ THP of root A ------>
+    """
+    sc = parse_text(
+        "P0 mmap @1024 512 rw\n"
+        "P0 madvise 0..1535 hugepage\n"
+        "P0 write 1024..1024\n"
+        "P0 mprotect 1025..1025 r\n"
+        "P0 mmap @0 512 rw\n"
+        "P0 write 0..0\n"
+        "P0 mmap @512 512 rw\n"
+        "P0 madvise 1..1023 hugepage\n"
+        "maps P0\n"
+        "P0 fork P1\n")
+    assert run_scenario(sc, "lazy") == [  # madvise 0..1535: ENOMEM for the hole, as Linux
+        "error 2: ENOMEM", "maps P0: 0..0:rw- 1..1024:rw- 1025..1025:r-- 1026..1535:rw-"]
+    assert check_scenario(sc, "lazy") is None

@@ -208,13 +208,37 @@ class LazyDesign(ClassicDesign):
         av.num_active_vmas += 1
         vma.anon_vma = av
 
+    def lineage_roots(self, vma: Vma) -> list[Vma]:
+        """The roots connected to ``vma``: its roots, the roots of every VMA
+        referencing one of them, and so on (a ``keep-both`` merge joins two
+        lineages).  O(VMAs and roots of the component)."""
+        roots: list[Vma] = []
+        seen: set[int] = set()
+        todo = list(st(vma).roots)
+        while todo:
+            r = todo.pop()
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            roots.append(r)
+            for m in st(r).members:
+                if st(m).own is None and not m.detached:
+                    todo.extend(x for x in st(m).roots if x.id not in seen)
+        return roots
+
     def upgrade(self, vma: Vma) -> AnonVma:
         """``vma_upgrade_anon_vma_lazy()`` (patch 13): give ``vma``'s whole
-        lineage (every VMA referencing one of its roots) one anon_vma."""
+        lineage one anon_vma: every VMA referencing one of its roots, closed
+        over the other roots those VMAs reference.  A folio of root A can be
+        mapped by any VMA referencing A, and ``try_dup_anon_rmap`` points it
+        at the anon_vma of the VMA being copied, so all of them must share
+        that anon_vma (a fuzzing finding: with ``keep-both`` merges, an
+        upgrade per root missed a THP mapped across two lineages)."""
         s = st(vma)
         if s.own is not None:
             return s.own
-        av = next((st(r).upgraded for r in s.roots if st(r).upgraded is not None), None)
+        lineage = self.lineage_roots(vma)
+        av = next((st(r).upgraded for r in lineage if st(r).upgraded is not None), None)
         if av is None:
             chain = vma.rmap or []
             if chain:  # tree_parent: a child of the anon_vma it was forked from
@@ -228,7 +252,7 @@ class LazyDesign(ClassicDesign):
                 av = self.anon_vma_alloc()
                 av.num_children += 1
             self.cost["upgrades"] += 1
-        for r in list(s.roots):
+        for r in lineage:
             st(r).upgraded = av
             for m in list(st(r).members):
                 if st(m).own is None and not m.detached:
