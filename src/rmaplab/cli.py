@@ -132,7 +132,14 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                     out=Path(a.out) if a.out else None, ops_per_scenario=a.ops_per_scenario,
                     dask=a.dask, shrink=not a.no_shrink,
                     progress=None if a.quiet else progress_to_stderr)
-    camp.run()
+    try:
+        camp.run()
+    except KeyboardInterrupt:
+        where = (f"; run the same command to resume from {a.out}" if a.out
+                 else " (no --out: nothing kept)")
+        print(f"rmaplab: fuzz interrupted after {camp.total_ops():,} ops{where}",
+              file=sys.stderr)
+        return 130
     for f in sorted(camp.findings.values(), key=lambda f: (f.design, f.signature)):
         print(finding_text(f, designs))
     print("\n".join(camp.summary()))

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from rmaplab.check import check_with_exit
-from rmaplab.errors import UsageError
+from rmaplab.errors import RmaplabError, UsageError
 from rmaplab.fuzz.atomic import write_atomic
-from rmaplab.fuzz.generate import generate_scenario
+from rmaplab.fuzz.generate import GENERATOR_VERSION, generate_scenario
 from rmaplab.fuzz.shrink import shrink_lines
 from rmaplab.scenario.parse import parse_text
 
@@ -263,7 +263,8 @@ class Campaign:
 
     def params(self) -> dict[str, Any]:
         return {"designs": self.designs, "seed": self.seed,
-                "ops_per_scenario": self.ops_per_scenario, "per_shard": self.per_shard}
+                "ops_per_scenario": self.ops_per_scenario, "per_shard": self.per_shard,
+                "generator": GENERATOR_VERSION}
 
     # -- checkpoint --------------------------------------------------------------------------
     def load(self) -> set[int]:
@@ -403,31 +404,38 @@ class Campaign:
 
 def _run_pool(jobs: int, todo: Iterable[int], args: tuple[Any, ...],
               camp: Campaign) -> Iterator[ShardResult]:
+    """Shards on ``jobs`` local processes, at most two queued per process.
+    A worker that dies (killed, out of memory) stops the campaign with a
+    clear error instead of waiting for its result forever; the checkpoint
+    keeps every finished shard."""
     import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs) as pool:
-        pending: list[Any] = []
+    pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
+    try:
+        pending: set[Future[ShardResult]] = set()
         it = iter(todo)
         exhausted = False
         while True:
             while not exhausted and len(pending) < 2 * jobs and not (
                     camp.ops is None and camp.done()):
-                try:
-                    k = next(it)
-                except StopIteration:
+                k = next(it, None)
+                if k is None:
                     exhausted = True
                     break
-                pending.append(pool.apply_async(run_shard, (k, *args)))
+                pending.add(pool.submit(run_shard, k, *args))
             if not pending:
                 return
-            ready = [p for p in pending if p.ready()]
-            if not ready:
-                time.sleep(0.05)
-                continue
-            for p in ready:
-                pending.remove(p)
-                yield p.get()
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    raise RmaplabError("a fuzzing worker process died (killed?); the finished "
+                                       "shards are kept: run the same command to resume") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_dask(address: str, todo: Iterable[int], args: tuple[Any, ...],

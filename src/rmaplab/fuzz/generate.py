@@ -43,6 +43,10 @@ class GenParams:
     )
 
 
+#: bumped whenever a seed starts producing a different scenario (a
+#: campaign's checkpoint records it, so that a resumed campaign is the same)
+GENERATOR_VERSION = 2
+
 PROTS = ["rw"] * 6 + ["r"] * 2 + ["none", "rwx", "rx"]
 ADVICE = ["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "hugepage",
           "nohugepage", "populate_read", "populate_write"]
