@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -68,6 +70,14 @@ def test_interrupted_campaign_resumes_without_losing_findings(tmp_path: Path) ->
     assert "# address space at the end:" in text
     sc = parse_file(next(tmp_path.glob("*.scn")))
     assert check_with_exit(sc, "lazy-no-upgrade-on-mremap") is not None
+    # the rates printed are this run's: 800 ops resumed, 800 run now; the
+    # per-core rate comes from the CPU time the shards recorded (checkpointed)
+    summary = "\n".join(resumed.summary())
+    assert "this run: 800 scenario ops" in summary and "resumed from 800" in summary
+    assert re.search(r"checking: 1,600 checked ops in [\d.]+ CPU-s = [\d,]+ checked ops/s "
+                     r"per core;", summary), summary
+    state = json.loads((tmp_path / "campaign.json").read_text())
+    assert all(v["cpu"] > 0 for v in state["shards"].values())
 
 
 def test_dask_cluster_gives_the_local_findings() -> None:

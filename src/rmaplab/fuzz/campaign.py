@@ -64,6 +64,11 @@ class ShardResult:
     findings: list[Finding] = field(default_factory=list)
     op_kinds: Counter[str] = field(default_factory=Counter)
     transitions: dict[str, Counter[str]] = field(default_factory=dict)
+    #: CPU seconds of the worker for this shard (``time.process_time``), and the
+    #: part of it spent shrinking; ``cpu - shrink_cpu`` is the cost of checking.
+    #: CPU time, not wall time, so the rate per core holds on a loaded machine.
+    cpu: float = 0.0
+    shrink_cpu: float = 0.0
 
 
 def normalise(msg: str) -> str:
@@ -149,6 +154,7 @@ def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
     """
     res = ShardResult(shard, 0, 0)
     seen: set[tuple[str, str]] = set()
+    t0 = time.process_time()
     for s in range(seed + shard * per_shard, seed + (shard + 1) * per_shard):
         try:
             _run_one(res, seen, s, designs, ops_per_scenario, shrink)
@@ -162,6 +168,7 @@ def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
                     lines = [f"# generate_scenario({s}, {ops_per_scenario}) raised"]
                 res.findings.append(Finding("internal", sig, f"{type(e).__name__}: {e}", s,
                                             len(lines), lines))
+    res.cpu = time.process_time() - t0
     return res
 
 
@@ -189,8 +196,10 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
             if (d, sig) not in seen:
                 seen.add((d, sig))
                 lines = text.splitlines()
+                t0 = time.process_time()
                 small = _shrink(lines, d, sig, designs) if shrink else lines
                 msg = _check("\n".join(small) + "\n", d) or v
+                res.shrink_cpu += time.process_time() - t0
                 res.findings.append(Finding(d, sig, msg, s, len(lines), small))
     if len(designs) > 1:
         div = first_divergence(text, designs)
@@ -199,8 +208,10 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
             if ("differential", sig) not in seen:
                 seen.add(("differential", sig))
                 lines = text.splitlines()
+                t0 = time.process_time()
                 small = _shrink(lines, "differential", sig, designs) if shrink else lines
                 msg = first_divergence("\n".join(small) + "\n", designs) or div
+                res.shrink_cpu += time.process_time() - t0
                 res.findings.append(Finding("differential", sig, msg, s, len(lines), small))
 
 
@@ -260,6 +271,9 @@ class Campaign:
     results: dict[int, ShardResult] = field(default_factory=dict)
     findings: dict[str, Finding] = field(default_factory=dict)
     started: float = 0.0
+    #: scenario ops already in the checkpoint when this run started (so that
+    #: the rates printed are those of this run, not inflated by a resume)
+    resumed_ops: int = 0
 
     def params(self) -> dict[str, Any]:
         return {"designs": self.designs, "seed": self.seed,
@@ -276,7 +290,8 @@ class Campaign:
                              f"({state.get('params')}); use another --out")
         for k, v in state.get("shards", {}).items():
             r = ShardResult(int(k), v["ops"], v["scenarios"], [], Counter(v["op_kinds"]),
-                            {d: Counter(c) for d, c in v["transitions"].items()})
+                            {d: Counter(c) for d, c in v["transitions"].items()},
+                            v.get("cpu", 0.0), v.get("shrink_cpu", 0.0))
             self.results[int(k)] = r
         for f in state.get("findings", []):
             fd = Finding(**f)
@@ -289,7 +304,8 @@ class Campaign:
         state = {"params": self.params(),
                  "shards": {str(k): {"ops": r.ops, "scenarios": r.scenarios,
                                      "op_kinds": dict(r.op_kinds),
-                                     "transitions": {d: dict(c) for d, c in r.transitions.items()}}
+                                     "transitions": {d: dict(c) for d, c in r.transitions.items()},
+                                     "cpu": round(r.cpu, 3), "shrink_cpu": round(r.shrink_cpu, 3)}
                             for k, r in self.results.items()},
                  "findings": [f.__dict__ for f in self.findings.values()]}
         write_atomic(self.out / "campaign.json", json.dumps(state, indent=1, sort_keys=True))
@@ -335,6 +351,7 @@ class Campaign:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
         skip = self.load()
+        self.resumed_ops = self.total_ops()
         self.started = time.monotonic()
         n = self.needed_shards(skip)
         todo: Iterable[int] = ([k for k in range(n) if k not in skip] if n is not None
@@ -366,7 +383,8 @@ class Campaign:
     def status(self) -> str:
         el = max(1e-9, time.monotonic() - self.started)
         ops = self.total_ops()
-        return (f"[{el:7.1f}s] {ops:,} ops ({ops / el:,.0f} ops/s), "
+        rate = (ops - self.resumed_ops) / el
+        return (f"[{el:7.1f}s] {ops:,} ops ({rate:,.0f} ops/s), "
                 f"{sum(r.scenarios for r in self.results.values()):,} scenarios, "
                 f"{len(self.findings)} findings")
 
@@ -381,17 +399,26 @@ class Campaign:
             kinds.update(r.op_kinds)
             for d, c in r.transitions.items():
                 trans.setdefault(d, Counter()).update(c)
-        workers = self.jobs if not self.dask else 0
         checked = ops * len(self.designs)
+        timed = [r for r in self.results.values() if r.cpu > 0]
+        check_cpu = sum(r.cpu - r.shrink_cpu for r in timed)
+        timed_checked = sum(r.ops for r in timed) * len(self.designs)
+        now = ops - self.resumed_ops
         out = [f"campaign: {', '.join(self.designs)}; seed {self.seed}; {len(self.results)} shards",
                f"ops: {ops:,} scenario ops ({scen:,} scenarios of {self.ops_per_scenario}), "
-               f"each checked under {len(self.designs)} design(s): {checked:,} checked ops "
-               f"in {el:.1f}s: {checked / el:,.0f} checked ops/s"
-               + (f", {checked / el / workers:,.0f} per core" if workers else ""),
-               "findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
-                                         self.designs + (["differential"] if len(self.designs) > 1
-                                                         else []))),
-               "coverage of op kinds: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common())]
+               f"each checked under {len(self.designs)} design(s): {checked:,} checked ops",
+               f"this run: {now:,} scenario ops in {el:.1f}s wall ({now / el:,.0f} ops/s)"
+               + (f", resumed from {self.resumed_ops:,}" if self.resumed_ops else "")]
+        if check_cpu > 0:
+            out.append(f"checking: {timed_checked:,} checked ops in {check_cpu:,.1f} CPU-s "
+                       f"= {timed_checked / check_cpu:,.0f} checked ops/s per core"
+                       + (f" ({len(timed)} of {len(self.results)} shards timed)"
+                          if len(timed) < len(self.results) else "")
+                       + f"; shrinking {sum(r.shrink_cpu for r in timed):,.1f} CPU-s")
+        out += ["findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
+                                          self.designs + (["differential"]
+                                                          if len(self.designs) > 1 else []))),
+                "coverage of op kinds: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common())]
         for d, c in trans.items():
             out.append(f"coverage of {d} transitions: "
                        + (", ".join(f"{k} {v:,}" for k, v in sorted(c.items())) or "none"))
