@@ -155,3 +155,24 @@ def test_generated_ranges_stay_valid_near_the_window_end():
     from rmaplab.scenario.parse import parse_text
 
     parse_text(generate_scenario(635, 200))
+
+
+def test_sigterm_stops_a_campaign_like_ctrl_c(tmp_path: Path) -> None:
+    """kill (or a batch system) must not lose the checkpoint or leave a traceback."""
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "camp"
+    p = subprocess.Popen([sys.executable, "-m", "rmaplab", "fuzz", "--design", "classic",
+                          "--seconds", "600", "--ops-per-scenario", "20", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "campaign.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert "run the same command to resume from" in err.splitlines()[-1]
+    assert json.loads((out / "campaign.json").read_text())["shards"]

@@ -8,6 +8,7 @@ kernel cannot be used here.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -132,6 +133,12 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
                     out=Path(a.out) if a.out else None, ops_per_scenario=a.ops_per_scenario,
                     dask=a.dask, shrink=not a.no_shrink,
                     progress=None if a.quiet else progress_to_stderr)
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, a batch system, a background job whose SIGINT is ignored)
+    # stops the campaign the way Ctrl-C does: finished shards are checkpointed
+    old = signal.signal(signal.SIGTERM, terminated)
     try:
         camp.run()
     except KeyboardInterrupt:
@@ -140,6 +147,8 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
         print(f"rmaplab: fuzz interrupted after {camp.total_ops():,} ops{where}",
               file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
     for f in sorted(camp.findings.values(), key=lambda f: (f.design, f.signature)):
         print(finding_text(f, designs))
     print("\n".join(camp.summary()))
