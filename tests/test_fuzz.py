@@ -176,3 +176,39 @@ def test_sigterm_stops_a_campaign_like_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert "run the same command to resume from" in err.splitlines()[-1]
     assert json.loads((out / "campaign.json").read_text())["shards"]
+
+
+# A differential finding of the 1M-op campaign (seed 10): classic gives the
+# two halves different anon_vmas (their flags differed at first fault), so
+# they never merge and a grow across both fails; lazy merges them.
+#
+#   1193 1194
+#   [ A ][ B ]   classic: two VMAs, mremap of both -> EFAULT
+#   [   L    ]   lazy:    one VMA (same lazy root), mremap -> ok
+DIFF_SEED10 = """\
+P0 mmap @1193 2 rw
+P0 madvise 0..1193 dontfork
+P0 write 1193..1194
+P0 madvise 0..1193 dofork
+P0 mremap 1193 2 3
+"""
+
+
+def test_a_differential_finding_replays_with_check(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from rmaplab.fuzz.campaign import Finding, finding_text
+
+    f = Finding("differential", "classic: error N: EFAULT; lazy: ok",
+                "designs disagree at line 5 (classic: error 5: EFAULT; lazy: ok)", 10, 200,
+                DIFF_SEED10.splitlines())
+    text = finding_text(f, ["classic", "lazy"])
+    assert "# replay: rmaplab check --design classic,lazy THIS_FILE" in text
+    p = tmp_path / "d.scn"
+    p.write_text(text)
+    assert main(["check", "--design", "classic", str(p)]) == 0  # each design alone is fine
+    assert main(["check", "--design", "classic,lazy", str(p)]) == 1
+    out = capsys.readouterr().out
+    n = text.splitlines().index("P0 mremap 1193 2 3") + 1  # the file's line number
+    assert f"DIFFERENCE: {p}: designs disagree at line {n} (classic: error {n}: EFAULT; lazy: ok)" \
+        in out, out
+    assert main(["check", "--design", "classic,lazy", str(CORPUS / "p01-mmap-unfaulted.scn")]) == 0

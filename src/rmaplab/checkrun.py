@@ -12,7 +12,11 @@ def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
     """``PASS``/``VIOLATION`` per (design, file), then ``N passed, N failed``.
 
     Every process still alive at the end of a scenario exits implicitly
-    (children first), so that leaked objects are caught too.
+    (children first), so that leaked objects are caught too.  With several
+    designs, each file is also checked differentially, as ``rmaplab fuzz``
+    does: the designs must agree on every op's error and on the ranges each
+    process maps (``DIFFERENCE`` otherwise), so a differential fuzz finding
+    replays with the same ``--design`` list.
     """
     out: list[str] = []
     passed = failed = 0
@@ -27,6 +31,17 @@ def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
             else:
                 failed += 1
                 out.append(f"VIOLATION: {tag}: {v}")
+    if len(names) > 1:
+        from rmaplab.fuzz.campaign import first_divergence
+
+        for sc in scs:
+            div = first_divergence(sc, names)
+            if div is None:
+                passed += 1
+                out.append(f"AGREE {','.join(names)} {sc.path}")
+            else:
+                failed += 1
+                out.append(f"DIFFERENCE: {sc.path}: {div}")
     out.append(f"{passed} passed, {failed} failed")
     return out, failed == 0
 

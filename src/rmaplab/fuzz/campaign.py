@@ -35,6 +35,7 @@ from rmaplab.errors import RmaplabError, UsageError
 from rmaplab.fuzz.atomic import write_atomic
 from rmaplab.fuzz.generate import GENERATOR_VERSION, generate_scenario
 from rmaplab.fuzz.shrink import shrink_lines
+from rmaplab.scenario.ast import Scenario
 from rmaplab.scenario.parse import parse_text
 
 PER_SHARD = 10
@@ -82,7 +83,7 @@ def normalise(msg: str) -> str:
     return re.sub(r"0x[0-9a-f]+|\d+", "N", msg)
 
 
-def observables(sc_text: str, design: str) -> list[tuple[Any, ...]]:
+def observables(sc_text: str | Scenario, design: str) -> list[tuple[Any, ...]]:
     """Per op: its output line (errors and measures stripped of counts) and
     every process's mapped ranges with protections, adjacent equal ranges
     coalesced (so that VMA merge policy alone is not a difference)."""
@@ -90,7 +91,7 @@ def observables(sc_text: str, design: str) -> list[tuple[Any, ...]]:
     from rmaplab.machine.machine import Machine
     from rmaplab.scenario.run import apply_op
 
-    sc = parse_text(sc_text)
+    sc = parse_text(sc_text) if isinstance(sc_text, str) else sc_text
     m = Machine(make_design(design))
     out: list[tuple[Any, ...]] = []
     for op in sc.ops:
@@ -109,7 +110,7 @@ def observables(sc_text: str, design: str) -> list[tuple[Any, ...]]:
     return out
 
 
-def first_divergence(text: str, designs: list[str]) -> str | None:
+def first_divergence(text: str | Scenario, designs: list[str]) -> str | None:
     """'line L: X says ..., Y says ...' for the first op where two designs
     disagree on what a program could observe, or None."""
     obs = {d: observables(text, d) for d in designs}
@@ -127,6 +128,16 @@ def first_divergence(text: str, designs: list[str]) -> str | None:
     return None
 
 
+def divergence_kind(div: str) -> str:
+    """The kind of a :func:`first_divergence` message: what disagreed, with
+    numbers and process names normalised.
+
+    >>> divergence_kind("designs disagree at line 5 (classic: error 5: EFAULT; lazy: ok)")
+    'classic: error N: EFAULT; lazy: ok'
+    """
+    return normalise(div.split(" (", 1)[1].removesuffix(")"))
+
+
 def _check(text: str, design: str, machine: Any = None) -> str | None:
     v = check_with_exit(parse_text(text), design, machine=machine)
     return None if v is None else str(v)
@@ -137,7 +148,7 @@ def _shrink(lines: list[str], design: str, sig: str, designs: list[str]) -> list
     if design == "differential":
         def failing(ls: list[str]) -> bool:
             d = first_divergence(text(ls), designs)
-            return d is not None and normalise(d.split(" (", 1)[1]) == sig
+            return d is not None and divergence_kind(d) == sig
     else:
         def failing(ls: list[str]) -> bool:
             v = _check(text(ls), design)
@@ -204,7 +215,7 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
     if len(designs) > 1:
         div = first_divergence(text, designs)
         if div is not None:
-            sig = normalise(div.split(" (", 1)[1])
+            sig = divergence_kind(div)
             if ("differential", sig) not in seen:
                 seen.add(("differential", sig))
                 lines = text.splitlines()
@@ -249,8 +260,8 @@ def finding_text(f: Finding, designs: list[str]) -> str:
         f"original length {f.original_lines} lines, shrunk to {len(f.lines)}",
         "# address space at the end:",
     ] + diagram(f.lines, f.design) + [
-        f"# replay: rmaplab check --design {f.design if f.design != 'differential' else designs[0]}"
-        " THIS_FILE",
+        f"# replay: rmaplab check --design "
+        f"{f.design if f.design != 'differential' else ','.join(designs)} THIS_FILE",
     ]
     return "\n".join(head + f.lines) + "\n"
 
@@ -295,6 +306,8 @@ class Campaign:
             self.results[int(k)] = r
         for f in state.get("findings", []):
             fd = Finding(**f)
+            if fd.design == "differential":  # checkpoints before 2026-11-26 kept a ")"
+                fd.signature = fd.signature.removesuffix(")")
             self.findings[fd.key()] = fd
         return set(self.results)
 
