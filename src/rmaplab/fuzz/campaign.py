@@ -8,13 +8,21 @@ runs every design on every scenario with the oracle after every op
 compares what a program could observe (:func:`observables`: each op's error
 and the mapped ranges with their protections, merges notwithstanding).  A
 failure is shrunk (:mod:`rmaplab.fuzz.shrink`) to a minimal scenario that
-fails the same way (same design, same normalised message).
+fails the same way (same design, same normalised message, its *kind*).
 
-Shards run in local processes (``jobs``) or on a Dask cluster (``dask``),
-with identical results for identical parameters: the same seed gives the
-same run.  Findings are written atomically as they arrive; the checkpoint
-(``campaign.json``) records finished shards after their findings, so an
-interrupted campaign resumes without losing any.
+Shards do not shrink: a kind turns up in many shards, and shrinking each
+occurrence cost most of a campaign's time.  A shard reports, per kind, its
+first failing scenario; the campaign keeps the lowest seed of each kind and,
+once the shards are done, shrinks exactly those (in parallel, one task per
+kind).  So the findings, reproducers included, are a function of the
+parameters alone, whatever the scheduling: the same seed gives the same run,
+locally, with ``jobs`` processes or on a Dask cluster (``dask``).
+
+Findings are written atomically as they arrive (unshrunk first, then
+replaced by the shrunk scenario); the checkpoint (``campaign.json``) records
+finished shards after their findings, so an interrupted campaign resumes
+without losing any, and a campaign interrupted while shrinking resumes by
+shrinking what is left.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rmaplab.check import check_with_exit
 from rmaplab.errors import RmaplabError, UsageError
@@ -39,11 +47,13 @@ from rmaplab.scenario.ast import Scenario
 from rmaplab.scenario.parse import parse_text
 
 PER_SHARD = 10
+T = TypeVar("T")
 
 
 @dataclass
 class Finding:
-    """A shrunk failing scenario."""
+    """A failing scenario: the first of its kind in a shard, then the lowest
+    seed of its kind in the campaign, then that one shrunk."""
 
     design: str
     signature: str
@@ -51,6 +61,7 @@ class Finding:
     seed: int
     original_lines: int
     lines: list[str]
+    shrunk: bool = True
 
     def key(self) -> str:
         h = hashlib.sha1(f"{self.design}|{self.signature}".encode()).hexdigest()[:10]
@@ -207,11 +218,8 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
             if (d, sig) not in seen:
                 seen.add((d, sig))
                 lines = text.splitlines()
-                t0 = time.process_time()
-                small = _shrink(lines, d, sig, designs) if shrink else lines
-                msg = _check("\n".join(small) + "\n", d) or v
-                res.shrink_cpu += time.process_time() - t0
-                res.findings.append(Finding(d, sig, msg, s, len(lines), small))
+                f = Finding(d, sig, v, s, len(lines), lines, shrunk=False)
+                res.findings.append(_timed_shrink(res, f, designs) if shrink else f)
     if len(designs) > 1:
         div = first_divergence(text, designs)
         if div is not None:
@@ -219,11 +227,27 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
             if ("differential", sig) not in seen:
                 seen.add(("differential", sig))
                 lines = text.splitlines()
-                t0 = time.process_time()
-                small = _shrink(lines, "differential", sig, designs) if shrink else lines
-                msg = first_divergence("\n".join(small) + "\n", designs) or div
-                res.shrink_cpu += time.process_time() - t0
-                res.findings.append(Finding("differential", sig, msg, s, len(lines), small))
+                f = Finding("differential", sig, div, s, len(lines), lines, shrunk=False)
+                res.findings.append(_timed_shrink(res, f, designs) if shrink else f)
+
+
+def _timed_shrink(res: ShardResult, f: Finding, designs: list[str]) -> Finding:
+    t0 = time.process_time()
+    out = shrink_finding(f, designs)
+    res.shrink_cpu += time.process_time() - t0
+    return out
+
+
+def shrink_finding(f: Finding, designs: list[str]) -> Finding:
+    """``f`` with its scenario shrunk to a minimal one failing the same way
+    (a pure function of its arguments, so it can run anywhere)."""
+    if f.shrunk or f.design == "internal":
+        return Finding(**{**f.__dict__, "shrunk": True})
+    small = _shrink(f.lines, f.design, f.signature, designs)
+    text = "\n".join(small) + "\n"
+    msg = (first_divergence(text, designs) if f.design == "differential"
+           else _check(text, f.design)) or f.message
+    return Finding(f.design, f.signature, msg, f.seed, f.original_lines, small, True)
 
 
 def diagram(lines: list[str], design: str) -> list[str]:
@@ -257,7 +281,8 @@ def finding_text(f: Finding, designs: list[str]) -> str:
         f"# violation: {f.message}",
         f"# kind: {f.signature}",
         f"# seed: {f.seed} (rmaplab generate --seed {f.seed}); "
-        f"original length {f.original_lines} lines, shrunk to {len(f.lines)}",
+        f"original length {f.original_lines} lines, "
+        + (f"shrunk to {len(f.lines)}" if f.shrunk else "not shrunk (yet)"),
         "# address space at the end:",
     ] + diagram(f.lines, f.design) + [
         f"# replay: rmaplab check --design "
@@ -285,6 +310,9 @@ class Campaign:
     #: scenario ops already in the checkpoint when this run started (so that
     #: the rates printed are those of this run, not inflated by a resume)
     resumed_ops: int = 0
+    #: findings shrunk by this run, and the wall time it took
+    shrunk_now: int = 0
+    shrink_wall: float = 0.0
 
     def params(self) -> dict[str, Any]:
         return {"designs": self.designs, "seed": self.seed,
@@ -323,15 +351,20 @@ class Campaign:
                  "findings": [f.__dict__ for f in self.findings.values()]}
         write_atomic(self.out / "campaign.json", json.dumps(state, indent=1, sort_keys=True))
 
+    def record_finding(self, f: Finding) -> None:
+        """Keep ``f`` if it is the first of its kind, of a lower seed than the
+        one kept, or the shrunk form of the one kept; O(1) plus the write."""
+        k = f.key()
+        old = self.findings.get(k)
+        if old is None or f.seed < old.seed or (
+                f.seed == old.seed and f.shrunk and not old.shrunk):
+            self.findings[k] = f
+            if self.out is not None:
+                write_atomic(self.out / f"{k}.scn", finding_text(f, self.designs))
+
     def record(self, r: ShardResult) -> None:
         for f in r.findings:
-            k = f.key()
-            old = self.findings.get(k)
-            if old is None or len(f.lines) < len(old.lines) or (
-                    len(f.lines) == len(old.lines) and f.seed < old.seed):
-                self.findings[k] = f
-                if self.out is not None:
-                    write_atomic(self.out / f"{k}.scn", finding_text(f, self.designs))
+            self.record_finding(f)
         self.results[r.shard] = r
         self.save()
 
@@ -369,9 +402,11 @@ class Campaign:
         n = self.needed_shards(skip)
         todo: Iterable[int] = ([k for k in range(n) if k not in skip] if n is not None
                                else self.shard_ids(skip))
-        args = (self.designs, self.seed, self.ops_per_scenario, self.per_shard, self.shrink)
+        # shards never shrink (see the module docstring): the campaign does, at the end
+        args = (self.designs, self.seed, self.ops_per_scenario, self.per_shard, False)
+        stop = (lambda: False) if n is not None else self.done
         last = 0.0
-        for r in self._execute(todo, args):
+        for r in self._execute(run_shard, ((k, *args) for k in todo), stop):
             self.record(r)
             now = time.monotonic()
             if self.progress and now - last >= 1.0:
@@ -381,17 +416,42 @@ class Campaign:
                 break
         if self.progress:
             self.progress(self.status())
+        if self.shrink:
+            self.shrink_all()
 
-    def _execute(self, todo: Iterable[int], args: tuple[Any, ...]) -> Iterator[ShardResult]:
+    def shrink_all(self) -> None:
+        """Shrink every finding kept unshrunk, one task per finding, on the
+        campaign's workers; each is recorded (file and checkpoint) when done."""
+        todo = sorted((f for f in self.findings.values() if not f.shrunk),
+                      key=lambda f: (f.design, f.signature))
+        if not todo:
+            return
+        if self.progress:
+            self.progress(f"shrinking {len(todo)} finding(s)")
+        t0 = time.monotonic()
+        for f in self._execute(shrink_finding, ((f, self.designs) for f in todo),
+                               lambda: False):
+            self.record_finding(f)
+            self.save()
+            self.shrunk_now += 1
+            self.shrink_wall = time.monotonic() - t0
+            if self.progress:
+                self.progress(f"shrunk {f.design}: {f.signature}: {f.original_lines} -> "
+                              f"{len(f.lines)} lines")
+
+    def _execute(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]],
+                 stop: Callable[[], bool]) -> Iterator[T]:
+        """``fn(*args)`` for each ``args`` of ``calls``, results as they come;
+        no new call is started once ``stop()``."""
         if self.dask:
-            yield from _run_dask(self.dask, todo, args, self)
+            yield from _run_dask(self.dask, fn, calls, stop)
         elif self.jobs <= 1:
-            for k in todo:
-                yield run_shard(k, *args)
-                if self.ops is None and self.done():
+            for args in calls:
+                yield fn(*args)
+                if stop():
                     return
         else:
-            yield from _run_pool(self.jobs, todo, args, self)
+            yield from _run_pool(self.jobs, fn, calls, stop)
 
     def status(self) -> str:
         el = max(1e-9, time.monotonic() - self.started)
@@ -427,7 +487,10 @@ class Campaign:
                        f"= {timed_checked / check_cpu:,.0f} checked ops/s per core"
                        + (f" ({len(timed)} of {len(self.results)} shards timed)"
                           if len(timed) < len(self.results) else "")
-                       + f"; shrinking {sum(r.shrink_cpu for r in timed):,.1f} CPU-s")
+                       + (f"; shrinking in shards {sum(r.shrink_cpu for r in timed):,.1f} CPU-s"
+                          if any(r.shrink_cpu for r in timed) else ""))
+        if self.shrunk_now:
+            out.append(f"shrinking: {self.shrunk_now} finding(s) in {self.shrink_wall:.1f}s wall")
         out += ["findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
                                           self.designs + (["differential"]
                                                           if len(self.designs) > 1 else []))),
@@ -442,9 +505,9 @@ class Campaign:
         return out
 
 
-def _run_pool(jobs: int, todo: Iterable[int], args: tuple[Any, ...],
-              camp: Campaign) -> Iterator[ShardResult]:
-    """Shards on ``jobs`` local processes, at most two queued per process.
+def _run_pool(jobs: int, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]],
+              stop: Callable[[], bool]) -> Iterator[T]:
+    """Calls on ``jobs`` local processes, at most two queued per process.
     A worker that dies (killed, out of memory) stops the campaign with a
     clear error instead of waiting for its result forever; the checkpoint
     keeps every finished shard."""
@@ -454,17 +517,16 @@ def _run_pool(jobs: int, todo: Iterable[int], args: tuple[Any, ...],
 
     pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
     try:
-        pending: set[Future[ShardResult]] = set()
-        it = iter(todo)
+        pending: set[Future[T]] = set()
+        it = iter(calls)
         exhausted = False
         while True:
-            while not exhausted and len(pending) < 2 * jobs and not (
-                    camp.ops is None and camp.done()):
-                k = next(it, None)
-                if k is None:
+            while not exhausted and len(pending) < 2 * jobs and not stop():
+                args = next(it, None)
+                if args is None:
                     exhausted = True
                     break
-                pending.add(pool.submit(run_shard, k, *args))
+                pending.add(pool.submit(fn, *args))
             if not pending:
                 return
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -478,8 +540,8 @@ def _run_pool(jobs: int, todo: Iterable[int], args: tuple[Any, ...],
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_dask(address: str, todo: Iterable[int], args: tuple[Any, ...],
-              camp: Campaign) -> Iterator[ShardResult]:
+def _run_dask(address: str, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]],
+              stop: Callable[[], bool]) -> Iterator[T]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
@@ -487,20 +549,20 @@ def _run_dask(address: str, todo: Iterable[int], args: tuple[Any, ...],
     client = Client(address)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        it = iter(todo)
+        it = iter(calls)
         futures = []
-        for k in it:
-            futures.append(client.submit(run_shard, k, *args, pure=False))
+        for args in it:
+            futures.append(client.submit(fn, *args, pure=False))
             if len(futures) >= 2 * n_workers:
                 break
         ac = as_completed(futures)
         for fut in ac:
             yield fut.result()
-            if camp.ops is None and camp.done():
+            if stop():
                 continue
             nxt = next(it, None)
             if nxt is not None:
-                ac.add(client.submit(run_shard, nxt, *args, pure=False))
+                ac.add(client.submit(fn, *nxt, pure=False))
     finally:
         client.close()
 
