@@ -536,8 +536,21 @@ def _run_pool(jobs: int, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]],
                 except BrokenProcessPool:
                     raise RmaplabError("a fuzzing worker process died (killed?); the finished "
                                        "shards are kept: run the same command to resume") from None
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM, a dead worker): stop the workers now
+        # rather than let them finish their shard unobserved
+        _terminate_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _terminate_workers(pool: Any) -> None:
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
 
 
 def _run_dask(address: str, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]],
