@@ -313,6 +313,8 @@ class Campaign:
     #: findings shrunk by this run, and the wall time it took
     shrunk_now: int = 0
     shrink_wall: float = 0.0
+    #: seconds from the start of this run to its first new kind of finding
+    first_finding: float | None = None
 
     def params(self) -> dict[str, Any]:
         return {"designs": self.designs, "seed": self.seed,
@@ -356,6 +358,8 @@ class Campaign:
         one kept, or the shrunk form of the one kept; O(1) plus the write."""
         k = f.key()
         old = self.findings.get(k)
+        if old is None and self.first_finding is None:
+            self.first_finding = time.monotonic() - self.started
         if old is None or f.seed < old.seed or (
                 f.seed == old.seed and f.shrunk and not old.shrunk):
             self.findings[k] = f
@@ -493,7 +497,9 @@ class Campaign:
             out.append(f"shrinking: {self.shrunk_now} finding(s) in {self.shrink_wall:.1f}s wall")
         out += ["findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
                                           self.designs + (["differential"]
-                                                          if len(self.designs) > 1 else []))),
+                                                          if len(self.designs) > 1 else [])))
+                + (f" (the first new one after {self.first_finding:.1f}s)"
+                   if self.first_finding is not None else ""),
                 "coverage of op kinds: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common())]
         for d, c in trans.items():
             out.append(f"coverage of {d} transitions: "
