@@ -184,3 +184,31 @@ def test_upgrade_covers_lineages_joined_by_a_keep_both_merge() -> None:
     assert run_scenario(sc, "lazy") == [  # madvise 0..1535: ENOMEM for the hole, as Linux
         "error 2: ENOMEM", "maps P0: 0..0:rw- 1..1024:rw- 1025..1025:r-- 1026..1535:rw-"]
     assert check_scenario(sc, "lazy") is None
+
+
+def test_a_root_emptied_by_dontunmap_starts_a_new_lineage() -> None:
+    """Found by the 1M-op fuzz campaign (seed 1729, shrunk and hand-minimised):
+    P4's [7] is the root of its (upgraded) lineage; MREMAP_DONTUNMAP empties
+    it (unlink_anon_vmas) and the move's target [9], the only holder of the
+    lineage's anon_vma, is replaced by the next mremap, which frees it.  A
+    new fault makes [7] a root again; the model kept the old lineage's
+    anon_vma on it, so the next fork linked [7] to a freed anon_vma and the
+    new folio was not found from [7].
+
+        P4:  0  1 ... 6  7    8  9
+             [a]         [r ]    [ ]   <- mremap 7 1 1 @9 dontunmap
+                         [  ]    [a]   <- mremap 0 1 1 @9 (frees [9]'s anon_vma)
+                         [r']          <- write 7, fork P6
+    """
+    sc = parse_text(
+        "P0 mmap @0 8 rw\n"
+        "P0 write 0..0\n"
+        "P0 mremap 1 6 1 @0\n"
+        "P0 fork P4\n"
+        "P4 mremap 7 1 1 @9 dontunmap\n"
+        "P4 mremap 0 1 1 @9\n"
+        "P4 write 7..7\n"
+        "P4 fork P6\n"
+        "maps P6\n")
+    assert run_scenario(sc, "lazy") == ["maps P6: 7..7:rw- 9..9:rw-"]
+    assert check_scenario(sc, "lazy") is None

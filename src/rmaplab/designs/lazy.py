@@ -185,13 +185,21 @@ class LazyDesign(ClassicDesign):
             s.roots.append(root)
 
     def drop_refs(self, vma: Vma) -> None:
-        """``vma_put()`` of every root ``vma`` references."""
+        """``vma_put()`` of every root ``vma`` references.
+
+        A root left with no member has no lineage any more: it forgets the
+        anon_vma its lineage was upgraded to, which may be freed by now (a
+        fuzzing finding, seed 1729: a root whose VMA was emptied by
+        MREMAP_DONTUNMAP and faulted again started a new lineage, and its
+        first fork reused the old lineage's freed anon_vma)."""
         s = vma.design
         if s is None:
             return
         for r in s.roots:
             rs = st(r)
             rs.members.discard(vma)
+            if not rs.members:
+                rs.upgraded = None
             if not rs.members and not rs.pins and r.detached:
                 if r in self.retained:
                     self.cost["t:retained_root_freed"] += 1
@@ -533,6 +541,12 @@ class LazyDesign(ClassicDesign):
             for a in av.avcs:
                 if a.vma.detached:
                     errs.append(f"{av}: chain to a freed VMA {a.vma.id}")
+        for mm in m.procs.values():
+            for vma in mm.vmas:
+                up = vma.design.upgraded if vma.design is not None else None
+                if up is not None and (up.freed or not vma.design.members):
+                    errs.append(f"{mm.name} {vma}: root's lineage anon_vma is freed or "
+                                "it has no lineage")
         for r in self.retained:
             if not r.detached or not (st(r).members or st(r).pins):
                 errs.append(f"retained root {r.id} is attached or unreferenced")
