@@ -269,3 +269,17 @@ def test_a_campaign_stopped_before_shrinking_resumes_by_shrinking(tmp_path: Path
         text = (tmp_path / f"{k}.scn").read_text()
         assert f"shrunk to {len(f.lines)}" in text
         assert check_with_exit(parse_text(text), "lazy-no-upgrade-on-mremap") is not None
+
+
+def test_a_finding_that_no_longer_fails_is_kept_not_shrunk() -> None:
+    """A campaign resumed after a fix shrinks findings of the old code: they
+    are kept, marked, and the campaign goes on (it used to stop with an
+    AssertionError traceback)."""
+    from rmaplab.fuzz.campaign import Finding, shrink_finding
+
+    f = Finding("lazy", "rmap_walk of folio N (index N, N pages) misses page N mapped by P at "
+                "page N", "old message", 1729, 3, ["P0 mmap @0 1 rw", "P0 write 0..0",
+                                                   "P0 fork P1"], shrunk=False)
+    g = shrink_finding(f, ["lazy"])
+    assert g.shrunk and g.lines == f.lines
+    assert g.message.startswith("old message [not shrunk: no longer fails this way")

@@ -243,7 +243,19 @@ def shrink_finding(f: Finding, designs: list[str]) -> Finding:
     (a pure function of its arguments, so it can run anywhere)."""
     if f.shrunk or f.design == "internal":
         return Finding(**{**f.__dict__, "shrunk": True})
-    small = _shrink(f.lines, f.design, f.signature, designs)
+    text = "\n".join(f.lines) + "\n"
+    try:
+        now = (first_divergence(text, designs) if f.design == "differential"
+               else _check(text, f.design))
+        if now is None or (divergence_kind(now) if f.design == "differential"
+                           else normalise(now.split("; at line")[0])) != f.signature:
+            # the code changed since the shard ran (a campaign resumed after a fix)
+            return Finding(**{**f.__dict__, "shrunk": True, "message": f"{f.message} [not "
+                              "shrunk: no longer fails this way with this version of rmaplab]"})
+        small = _shrink(f.lines, f.design, f.signature, designs)
+    except Exception as e:  # a crash while shrinking must not lose the campaign
+        return Finding(**{**f.__dict__, "shrunk": True, "message": f"{f.message} [not shrunk: "
+                          f"the shrinker raised {type(e).__name__}: {e}]"})
     text = "\n".join(small) + "\n"
     msg = (first_divergence(text, designs) if f.design == "differential"
            else _check(text, f.design)) or f.message
