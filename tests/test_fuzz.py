@@ -283,3 +283,17 @@ def test_a_finding_that_no_longer_fails_is_kept_not_shrunk() -> None:
     g = shrink_finding(f, ["lazy"])
     assert g.shrunk and g.lines == f.lines
     assert g.message.startswith("old message [not shrunk: no longer fails this way")
+
+
+def test_an_old_checkpoint_is_rekeyed_and_its_files_follow(tmp_path: Path) -> None:
+    c = Campaign(["classic", "lazy"], seed=1, ops=200, ops_per_scenario=200, per_shard=1,
+                 out=tmp_path)
+    old = {"design": "differential", "signature": "classic: error N: EFAULT; lazy: ok)",
+           "message": "designs disagree at line 5 (classic: error 5: EFAULT; lazy: ok)",
+           "seed": 10, "original_lines": 200, "lines": DIFF_SEED10.splitlines()}
+    (tmp_path / "campaign.json").write_text(json.dumps(
+        {"params": c.params(), "shards": {}, "findings": [old]}))
+    c.load()
+    (f,) = c.findings.values()
+    assert f.signature == "classic: error N: EFAULT; lazy: ok" and f.shrunk
+    assert (tmp_path / f"{f.key()}.scn").read_text().startswith("# rmaplab fuzz finding")
