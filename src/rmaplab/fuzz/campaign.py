@@ -348,10 +348,9 @@ class Campaign:
             self.results[int(k)] = r
         for f in state.get("findings", []):
             fd = Finding(**f)
-            if fd.design == "differential" and fd.signature.endswith(")"):
-                # checkpoints before 2026-11-26 kept a ")": re-key, and write
-                # the file under its new name (the summary points at it)
+            if fd.design == "differential":  # checkpoints before 2026-11-26 kept a ")"
                 fd.signature = fd.signature.removesuffix(")")
+            if not (self.out / f"{fd.key()}.scn").exists():  # re-keyed, or deleted
                 write_atomic(self.out / f"{fd.key()}.scn", finding_text(fd, self.designs))
             self.findings[fd.key()] = fd
         return set(self.results)
