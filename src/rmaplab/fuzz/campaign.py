@@ -327,6 +327,8 @@ class Campaign:
     shrink_wall: float = 0.0
     #: seconds from the start of this run to its first new kind of finding
     first_finding: float | None = None
+    #: wall time of this run's shards (shrinking excluded)
+    shards_wall: float = 0.0
 
     def params(self) -> dict[str, Any]:
         return {"designs": self.designs, "seed": self.seed,
@@ -432,6 +434,7 @@ class Campaign:
                 self.progress(self.status())
             if n is None and self.done():
                 break
+        self.shards_wall = time.monotonic() - self.started
         if self.progress:
             self.progress(self.status())
         if self.shrink:
@@ -498,7 +501,9 @@ class Campaign:
         out = [f"campaign: {', '.join(self.designs)}; seed {self.seed}; {len(self.results)} shards",
                f"ops: {ops:,} scenario ops ({scen:,} scenarios of {self.ops_per_scenario}), "
                f"each checked under {len(self.designs)} design(s): {checked:,} checked ops",
-               f"this run: {now:,} scenario ops in {el:.1f}s wall ({now / el:,.0f} ops/s)"
+               f"this run: {now:,} scenario ops in {self.shards_wall or el:.1f}s wall "
+               f"({now / (self.shards_wall or el):,.0f} ops/s; a scenario is checked up to "
+               "its first violation)"
                + (f", resumed from {self.resumed_ops:,}" if self.resumed_ops else "")]
         if check_cpu > 0:
             out.append(f"checking: {timed_checked:,} checked ops in {check_cpu:,.1f} CPU-s "
