@@ -24,7 +24,8 @@ def test_generated_blocks_are_current() -> None:
     with tempfile.TemporaryDirectory() as t:
         new = refresh.blocks(Path(t))
     for name, body in new.items():
-        assert block(name) == body, f"README block {name} is stale: run scripts/refresh_readme.py"
+        assert block(name) == body.strip(), \
+            f"README block {name} is stale: run scripts/refresh_readme.py"
     if "compare-android" not in new:
         pytest.skip("no smaps dumps here: the Android blocks were not regenerated")
 
