@@ -34,7 +34,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,11 +76,9 @@ class ShardResult:
     findings: list[Finding] = field(default_factory=list)
     op_kinds: Counter[str] = field(default_factory=Counter)
     transitions: dict[str, Counter[str]] = field(default_factory=dict)
-    #: CPU seconds of the worker for this shard (``time.process_time``), and the
-    #: part of it spent shrinking; ``cpu - shrink_cpu`` is the cost of checking.
-    #: CPU time, not wall time, so the rate per core holds on a loaded machine.
+    #: CPU seconds of the worker checking this shard (``time.process_time``):
+    #: CPU time, not wall time, so the rate per core holds on a loaded machine
     cpu: float = 0.0
-    shrink_cpu: float = 0.0
 
 
 def normalise(msg: str) -> str:
@@ -154,32 +152,38 @@ def _check(text: str, design: str, machine: Any = None) -> str | None:
     return None if v is None else str(v)
 
 
-def _shrink(lines: list[str], design: str, sig: str, designs: list[str]) -> list[str]:
-    text = lambda ls: "\n".join(ls) + "\n"  # noqa: E731
+def violation_kind(msg: str) -> str:
+    """The kind of a violation message of :func:`rmaplab.check.check_with_exit`."""
+    return normalise(msg.split("; at line")[0])
+
+
+def failure(lines: list[str], design: str, designs: list[str]) -> tuple[str, str] | None:
+    """How the scenario ``lines`` fails for a finding of ``design`` (a design
+    or ``differential``, comparing ``designs``): its message and its kind,
+    or None."""
+    text = "\n".join(lines) + "\n"
     if design == "differential":
-        def failing(ls: list[str]) -> bool:
-            d = first_divergence(text(ls), designs)
-            return d is not None and divergence_kind(d) == sig
-    else:
-        def failing(ls: list[str]) -> bool:
-            v = _check(text(ls), design)
-            return v is not None and normalise(v.split("; at line")[0]) == sig
-    return shrink_lines(lines, failing)
+        div = first_divergence(text, designs)
+        return None if div is None else (div, divergence_kind(div))
+    v = _check(text, design)
+    return None if v is None else (v, violation_kind(v))
 
 
 def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
-              per_shard: int = PER_SHARD, shrink: bool = True) -> ShardResult:
+              per_shard: int = PER_SHARD) -> ShardResult:
     """Check the scenarios of one shard (a pure function of its arguments).
 
-    A crash while generating or checking a scenario is recorded as an
-    ``internal`` finding (with its seed) instead of stopping the campaign.
+    Findings are reported unshrunk, the first of each kind (the campaign
+    shrinks: see the module docstring).  A crash while generating or
+    checking a scenario is recorded as an ``internal`` finding (with its
+    seed) instead of stopping the campaign.
     """
     res = ShardResult(shard, 0, 0)
     seen: set[tuple[str, str]] = set()
     t0 = time.process_time()
     for s in range(seed + shard * per_shard, seed + (shard + 1) * per_shard):
         try:
-            _run_one(res, seen, s, designs, ops_per_scenario, shrink)
+            _run_one(res, seen, s, designs, ops_per_scenario)
         except Exception as e:  # a crash of the generator or the model is a finding too
             sig = f"internal error: {type(e).__name__}: {normalise(str(e))}"
             if ("internal", sig) not in seen:
@@ -195,7 +199,7 @@ def run_shard(shard: int, designs: list[str], seed: int, ops_per_scenario: int,
 
 
 def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list[str],
-             ops_per_scenario: int, shrink: bool) -> None:
+             ops_per_scenario: int) -> None:
     """Generate scenario ``s``, check it under every design and compare them."""
     from rmaplab.designs import make_design
     from rmaplab.machine.machine import Machine
@@ -214,52 +218,40 @@ def _run_one(res: ShardResult, seen: set[tuple[str, str]], s: int, designs: list
             if k.startswith("t:"):
                 t[k[2:]] += c
         if v is not None:
-            sig = normalise(v.split("; at line")[0])
-            if (d, sig) not in seen:
-                seen.add((d, sig))
-                lines = text.splitlines()
-                f = Finding(d, sig, v, s, len(lines), lines, shrunk=False)
-                res.findings.append(_timed_shrink(res, f, designs) if shrink else f)
+            _report(res, seen, d, violation_kind(v), v, s, text)
     if len(designs) > 1:
         div = first_divergence(text, designs)
         if div is not None:
-            sig = divergence_kind(div)
-            if ("differential", sig) not in seen:
-                seen.add(("differential", sig))
-                lines = text.splitlines()
-                f = Finding("differential", sig, div, s, len(lines), lines, shrunk=False)
-                res.findings.append(_timed_shrink(res, f, designs) if shrink else f)
+            _report(res, seen, "differential", divergence_kind(div), div, s, text)
 
 
-def _timed_shrink(res: ShardResult, f: Finding, designs: list[str]) -> Finding:
-    t0 = time.process_time()
-    out = shrink_finding(f, designs)
-    res.shrink_cpu += time.process_time() - t0
-    return out
+def _report(res: ShardResult, seen: set[tuple[str, str]], design: str, kind: str, msg: str,
+            seed: int, text: str) -> None:
+    """An unshrunk finding, if it is the shard's first of its kind."""
+    if (design, kind) not in seen:
+        seen.add((design, kind))
+        lines = text.splitlines()
+        res.findings.append(Finding(design, kind, msg, seed, len(lines), lines, shrunk=False))
 
 
 def shrink_finding(f: Finding, designs: list[str]) -> Finding:
     """``f`` with its scenario shrunk to a minimal one failing the same way
     (a pure function of its arguments, so it can run anywhere)."""
     if f.shrunk or f.design == "internal":
-        return Finding(**{**f.__dict__, "shrunk": True})
-    text = "\n".join(f.lines) + "\n"
+        return replace(f, shrunk=True)
     try:
-        now = (first_divergence(text, designs) if f.design == "differential"
-               else _check(text, f.design))
-        if now is None or (divergence_kind(now) if f.design == "differential"
-                           else normalise(now.split("; at line")[0])) != f.signature:
+        now = failure(f.lines, f.design, designs)
+        if now is None or now[1] != f.signature:
             # the code changed since the shard ran (a campaign resumed after a fix)
-            return Finding(**{**f.__dict__, "shrunk": True, "message": f"{f.message} [not "
-                              "shrunk: no longer fails this way with this version of rmaplab]"})
-        small = _shrink(f.lines, f.design, f.signature, designs)
+            return replace(f, shrunk=True, message=f"{f.message} [not shrunk: no longer "
+                           "fails this way with this version of rmaplab]")
+        small = shrink_lines(f.lines, lambda ls: (r := failure(ls, f.design, designs))
+                             is not None and r[1] == f.signature)
     except Exception as e:  # a crash while shrinking must not lose the campaign
-        return Finding(**{**f.__dict__, "shrunk": True, "message": f"{f.message} [not shrunk: "
-                          f"the shrinker raised {type(e).__name__}: {e}]"})
-    text = "\n".join(small) + "\n"
-    msg = (first_divergence(text, designs) if f.design == "differential"
-           else _check(text, f.design)) or f.message
-    return Finding(f.design, f.signature, msg, f.seed, f.original_lines, small, True)
+        return replace(f, shrunk=True, message=f"{f.message} [not shrunk: the shrinker "
+                       f"raised {type(e).__name__}: {e}]")
+    final = failure(small, f.design, designs)
+    return replace(f, lines=small, shrunk=True, message=final[0] if final else f.message)
 
 
 def diagram(lines: list[str], design: str) -> list[str]:
@@ -344,9 +336,10 @@ class Campaign:
             raise UsageError(f"{self.out}/campaign.json belongs to another campaign "
                              f"({state.get('params')}); use another --out")
         for k, v in state.get("shards", {}).items():
+            # checkpoints of 2026-11-26 from when shards shrank count it in "cpu"
             r = ShardResult(int(k), v["ops"], v["scenarios"], [], Counter(v["op_kinds"]),
                             {d: Counter(c) for d, c in v["transitions"].items()},
-                            v.get("cpu", 0.0), v.get("shrink_cpu", 0.0))
+                            v.get("cpu", 0.0) - v.get("shrink_cpu", 0.0))
             self.results[int(k)] = r
         for f in state.get("findings", []):
             fd = Finding(**f)
@@ -364,7 +357,7 @@ class Campaign:
                  "shards": {str(k): {"ops": r.ops, "scenarios": r.scenarios,
                                      "op_kinds": dict(r.op_kinds),
                                      "transitions": {d: dict(c) for d, c in r.transitions.items()},
-                                     "cpu": round(r.cpu, 3), "shrink_cpu": round(r.shrink_cpu, 3)}
+                                     "cpu": round(r.cpu, 3)}
                             for k, r in self.results.items()},
                  "findings": [f.__dict__ for f in self.findings.values()]}
         write_atomic(self.out / "campaign.json", json.dumps(state, indent=1, sort_keys=True))
@@ -423,7 +416,7 @@ class Campaign:
         todo: Iterable[int] = ([k for k in range(n) if k not in skip] if n is not None
                                else self.shard_ids(skip))
         # shards never shrink (see the module docstring): the campaign does, at the end
-        args = (self.designs, self.seed, self.ops_per_scenario, self.per_shard, False)
+        args = (self.designs, self.seed, self.ops_per_scenario, self.per_shard)
         stop = (lambda: False) if n is not None else self.done
         last = 0.0
         for r in self._execute(run_shard, ((k, *args) for k in todo), stop):
@@ -495,7 +488,7 @@ class Campaign:
                 trans.setdefault(d, Counter()).update(c)
         checked = ops * len(self.designs)
         timed = [r for r in self.results.values() if r.cpu > 0]
-        check_cpu = sum(r.cpu - r.shrink_cpu for r in timed)
+        check_cpu = sum(r.cpu for r in timed)
         timed_checked = sum(r.ops for r in timed) * len(self.designs)
         now = ops - self.resumed_ops
         out = [f"campaign: {', '.join(self.designs)}; seed {self.seed}; {len(self.results)} shards",
@@ -509,9 +502,7 @@ class Campaign:
             out.append(f"checking: {timed_checked:,} checked ops in {check_cpu:,.1f} CPU-s "
                        f"= {timed_checked / check_cpu:,.0f} checked ops/s per core"
                        + (f" ({len(timed)} of {len(self.results)} shards timed)"
-                          if len(timed) < len(self.results) else "")
-                       + (f"; shrinking in shards {sum(r.shrink_cpu for r in timed):,.1f} CPU-s"
-                          if any(r.shrink_cpu for r in timed) else ""))
+                          if len(timed) < len(self.results) else ""))
         if self.shrunk_now:
             out.append(f"shrinking: {self.shrunk_now} finding(s) in {self.shrink_wall:.1f}s wall")
         out += ["findings: " + (", ".join(f"{d} {per.get(d, 0)}" for d in
