@@ -8,6 +8,25 @@ from rmaplab.scenario.ast import Scenario
 from rmaplab.scenario.parse import parse_text
 
 
+class _Tally:
+    """Result lines and their pass/fail counts."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.passed = self.failed = 0
+
+    def add(self, ok: bool, line: str) -> None:
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        self.lines.append(line)
+
+    def done(self, suffix: str = "") -> tuple[list[str], bool]:
+        self.lines.append(f"{self.passed} passed, {self.failed} failed{suffix}")
+        return self.lines, self.failed == 0
+
+
 def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
     """``PASS``/``VIOLATION`` per (design, file), then ``N passed, N failed``.
 
@@ -18,40 +37,29 @@ def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
     process maps (``DIFFERENCE`` otherwise), so a differential fuzz finding
     replays with the same ``--design`` list.
     """
-    out: list[str] = []
-    passed = failed = 0
+    t = _Tally()
     names = designs.split(",")
     for d in names:
         for sc in scs:
             v = check_with_exit(sc, d)
             tag = f"{sc.path}" if len(names) == 1 else f"{d} {sc.path}"
-            if v is None:
-                passed += 1
-                out.append(f"PASS {tag}")
-            else:
-                failed += 1
-                out.append(f"VIOLATION: {tag}: {v}")
+            t.add(v is None, f"PASS {tag}" if v is None else f"VIOLATION: {tag}: {v}")
     if len(names) > 1:
         from rmaplab.fuzz.campaign import first_divergence
 
         for sc in scs:
             div = first_divergence(sc, names)
-            if div is None:
-                passed += 1
-                out.append(f"AGREE {','.join(names)} {sc.path}")
-            else:
-                failed += 1
-                out.append(f"DIFFERENCE: {sc.path}: {div}")
-    out.append(f"{passed} passed, {failed} failed")
-    return out, failed == 0
+            t.add(div is None, f"AGREE {','.join(names)} {sc.path}" if div is None
+                  else f"DIFFERENCE: {sc.path}: {div}")
+    return t.done()
 
 
 def check_random(designs: str, total_ops: int, seed: int, per: int) -> tuple[list[str], bool]:
     """Check ``total_ops`` random operations, in scenarios of ``per`` ops
     with seeds ``seed``, ``seed+1``, ...; a failing scenario is printed whole
     so it can be replayed."""
-    out: list[str] = []
-    passed = failed = ops = 0
+    t = _Tally()
+    ops = 0
     s = seed
     while ops < total_ops:
         n = min(per, total_ops - ops)
@@ -60,13 +68,10 @@ def check_random(designs: str, total_ops: int, seed: int, per: int) -> tuple[lis
         for d in designs.split(","):
             v = check_with_exit(sc, d)
             if v is None:
-                passed += 1
-                out.append(f"PASS {d} random seed={s} ({n} ops)")
+                t.add(True, f"PASS {d} random seed={s} ({n} ops)")
             else:
-                failed += 1
-                out.append(f"VIOLATION: {d} random seed={s}: {v}")
-                out.extend("    " + ln for ln in text.splitlines())
+                t.add(False, f"VIOLATION: {d} random seed={s}: {v}")
+                t.lines.extend("    " + ln for ln in text.splitlines())
         ops += n
         s += 1
-    out.append(f"{passed} passed, {failed} failed ({ops} random ops)")
-    return out, failed == 0
+    return t.done(f" ({ops} random ops)")
