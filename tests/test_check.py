@@ -66,13 +66,13 @@ def test_oracle_catches_missing_clone_on_split() -> None:
     v = check_scenario(parse_text(SPLIT), NoCloneOnSplit())
     assert v is not None
     assert v.line == 3 and v.step == 3
-    assert "misses page" in v.what or "chain" in v.what
+    assert "misses its page 0," in v.what or "chain" in v.what
 
 
 def test_oracle_catches_fork_that_forgets_ancestors() -> None:
     v = check_scenario(parse_text(SPLIT + "P0 fork P1\n"), ForkWithoutChain())
     assert v is not None and v.line == 4
-    assert "misses page 0 mapped by P1" in v.what
+    assert "misses its page 0, mapped by P1" in v.what
 
 
 def test_oracle_catches_leaks_after_exit() -> None:

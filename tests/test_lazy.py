@@ -153,7 +153,7 @@ def test_single_address_walk_misses_split_large_folio() -> None:
     sc = parse_text("P0 mmap @0 512\nP0 madvise 0..511 hugepage\nP0 write 0..0\n"
                     "P0 mprotect 256..511 r\n")
     v = check_scenario(sc, "lazy-single-address")
-    assert v is not None and v.line == 4 and "misses page 256" in v.what
+    assert v is not None and v.line == 4 and "misses its page 256" in v.what
     assert check_scenario(sc, "lazy") is None
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from rmaplab.designs import make_design
 from rmaplab.designs.base import RmapDesign
 from rmaplab.machine.config import KernelConfig
-from rmaplab.machine.constants import ARENA_PAGES, ARENA_VPN
+from rmaplab.machine.constants import page_name
 from rmaplab.machine.folio import Folio
 from rmaplab.machine.machine import Machine
 from rmaplab.machine.mm import Mm
@@ -45,21 +45,13 @@ class Violation:
         return f"{self.what}; at line {self.line} ({self.op}), step {self.step}"
 
 
-def where(vpn: int) -> str:
-    """An address for messages: the arena page, or the vpn outside it."""
-    page = vpn - ARENA_VPN
-    if 0 <= page < ARENA_PAGES:
-        return f"page {page}"
-    return f"vpn {vpn:#x} (outside the arena: a non-fixed mremap destination)"
-
-
 def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
     """Mappings that ``rmap_walk`` misses or reaches at a wrong address."""
     truth: dict[Folio, list[tuple[Mm, int, int, int]]] = {}
     for mm, vpn, f, i, n in m.anon_runs():
         truth.setdefault(f, []).append((mm, vpn, i, n))
     errs: list[str] = []
-    walk = m.design.rmap_walk
+    walk = m.rmap_candidates
     for f, maps in truth.items():
         seen: dict[tuple[int, int], list[Vma]] = {}
         for vma, base in walk(f):
@@ -75,7 +67,7 @@ def rmap_violations(m: Machine, limit: int = 5) -> list[str]:
                     break
             else:
                 errs.append(f"rmap_walk of folio {f.id} (index {f.index:#x}, {f.nr} pages) "
-                            f"misses page {i} mapped by {mm.name} at {where(vpn)}")
+                            f"misses its page {i}, mapped by {mm.name} at {page_name(vpn)}")
                 if len(errs) >= limit:
                     return errs
     return errs
@@ -86,7 +78,7 @@ def check_machine(m: Machine) -> list[str]:
     errs = rmap_violations(m)
     errs += m.check_structures()
     errs += m.design.check_invariants()
-    if not m.procs:
+    if not m.mms:
         held = {k: v for k, v in m.design.accounting().items() if v[0]}
         if held:
             errs.append("objects leaked after every process exited: "
@@ -118,7 +110,7 @@ def check_with_exit(sc: Scenario, design: str | RmapDesign = "classic",
                     machine: Machine | None = None) -> Violation | None:
     """:func:`check_scenario`, then every live process exits (checked too),
     so that leaks show up even when the scenario leaves processes alive."""
-    from rmaplab.scenario.ast import Exit
+    from rmaplab.scenario.ops import Exit
 
     names = [n for n in _alive_at_end(sc)]
     extra = [Op(0, n, Exit(), f"{n} exit (implicit, end of scenario)") for n in names]
@@ -127,7 +119,7 @@ def check_with_exit(sc: Scenario, design: str | RmapDesign = "classic",
 
 
 def _alive_at_end(sc: Scenario) -> list[str]:
-    from rmaplab.scenario.ast import Exit, Fork
+    from rmaplab.scenario.ops import Exit, Fork
 
     alive = ["P0"]
     for op in sc.ops:

@@ -199,6 +199,13 @@ def cmd_explore(a: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def cmd_designs(a: argparse.Namespace) -> int:
+    from rmaplab.designs import describe_designs
+
+    print("\n".join(describe_designs()))
+    return 0
+
+
 def cmd_export_c(a: argparse.Namespace) -> int:
     from rmaplab.fuzz.export_c import export_c
 
@@ -348,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "from a file's '# expect:' line")
     xp.add_argument("files", nargs="*", metavar="FILE")
     xp.set_defaults(fn=cmd_explore)
+
+    ds = sub.add_parser("designs", help="list every design, what it is, and its options")
+    ds.set_defaults(fn=cmd_designs)
 
     ex = sub.add_parser("export-c", help="a scenario as a standalone C program (selftest style)")
     ex.add_argument("file", metavar="FILE")

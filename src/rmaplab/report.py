@@ -105,8 +105,7 @@ def walk_costs(m) -> tuple[dict[str, tuple[float, int]], int]:  # type: ignore[n
     mapped = {id(f): f for _mm, _vpn, f, _i in m.anon_mappings()}
     for f in mapped.values():
         before = {k: cost[k] for k in tot}
-        for _ in m.design.rmap_walk(f):
-            pass
+        m.rmap_candidates(f)
         for k in tot:
             d = cost[k] - before[k]
             tot[k] += d
@@ -119,7 +118,7 @@ def measure_snapshots(sc: Scenario, design: str, walks: bool = True) -> list[tup
     """(line, snapshot) at every ``measure`` line of ``sc`` under ``design``."""
     from rmaplab.designs import make_design
     from rmaplab.machine.machine import Machine
-    from rmaplab.scenario.ast import Fork, Measure
+    from rmaplab.scenario.ops import Fork, Measure
     from rmaplab.scenario.run import run_scenario
 
     snaps: list[tuple[int, Snapshot]] = []

@@ -43,22 +43,50 @@ DESIGNS: dict[str, Callable[..., RmapDesign]] = {
 
 def make_design(spec: str, **options: Any) -> RmapDesign:
     """A fresh design object from ``NAME`` or ``NAME:key=value,...``
-    (e.g. ``lazy:merge=same-root``); UsageError naming the valid ones.
+    (e.g. ``lazy:merge=same-root``); UsageError naming what is valid.
 
     >>> make_design("lazy:merge=upgrade").merge
     'upgrade'
+    >>> try:
+    ...     make_design("lazy:colour=red")
+    ... except UsageError as e:
+    ...     print(e)
+    design lazy has no option 'colour': its options are merge=same-root|keep-both|upgrade
     """
-    name, _, opts = spec.partition(":")
-    for kv in filter(None, opts.split(",")):
-        k, eq, v = kv.partition("=")
-        if not eq:
-            raise UsageError(f"bad design option {kv!r} in {spec!r}: use key=value")
-        options[k.replace("-", "_")] = v
+    name, colon, opts = spec.partition(":")
     try:
         factory = DESIGNS[name]
     except KeyError:
-        raise UsageError(f"unknown design {name!r}: choose one of {', '.join(DESIGNS)}") from None
-    try:
-        return factory(**options)
-    except TypeError as e:
-        raise UsageError(f"bad options for design {name}: {e}") from None
+        raise UsageError(f"unknown design {name!r}: choose one of {', '.join(DESIGNS)} "
+                         "(rmaplab designs lists them)") from None
+    allowed: dict[str, tuple[str, ...]] = getattr(factory, "options", {})
+    if colon and not opts:
+        raise UsageError(f"design {spec!r}: nothing after ':' (write {name} alone, or "
+                         f"{name}:key=value)")
+    for kv in opts.split(",") if opts else ():
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise UsageError(f"bad design option {kv!r} in {spec!r}: use key=value")
+        k = k.replace("-", "_")
+        if k not in allowed:
+            what = (", ".join(f"{o}={'|'.join(vs)}" for o, vs in allowed.items())
+                    if allowed else "none")
+            raise UsageError(f"design {name} has no option {k!r}: its options are {what}")
+        if v not in allowed[k]:
+            raise UsageError(f"design {name}: option {k} must be one of "
+                             f"{', '.join(allowed[k])}, not {v!r}")
+        if k in options:
+            raise UsageError(f"design {spec!r}: option {k} given twice")
+        options[k] = v
+    return factory(**options)
+
+
+def describe_designs() -> list[str]:
+    """``rmaplab designs``: every design, its one-line summary and options."""
+    out = []
+    for name, factory in DESIGNS.items():
+        allowed: dict[str, tuple[str, ...]] = getattr(factory, "options", {})
+        opts = " ".join(f"[{o}={'|'.join(vs)}]" for o, vs in allowed.items())
+        out.append(f"{name}{' ' + opts if opts else ''}")
+        out.append(f"    {getattr(factory, 'summary', '')}")
+    return out

@@ -1,19 +1,24 @@
-"""The interface an anonymous-rmap design implements.
+"""The base of every anonymous-rmap design.
 
-The machine (:mod:`rmaplab.machine`) calls these hooks exactly where the
-kernel touches anonymous rmap state; each hook names the kernel function it
-stands for.  A design owns its own objects, the VMA slots ``vma.anon_vma``
-(non-None iff the VMA is "faulted") and ``vma.rmap``/``vma.design``, and the
-folio slots ``folio.mapping``/``folio.index``/``folio.design``.  It never
-edits page tables: the machine owns the truth of what is mapped where.
+:class:`RmapDesign` implements every hook of the machine's contract
+(:class:`rmaplab.machine.design.Design`, which documents when the machine
+calls each one) with the behaviour of a design that keeps nothing: no
+anon_vma, no walk.  A design subclasses it and overrides what it needs; a
+variant of a design subclasses the design and overrides one hook.
 
-Design hooks may look at the machine (``self.machine``) read-only, e.g. the
-VMA neighbours of a VMA (``find_mergeable_anon_vma``) or, for designs that
-walk an mm (ANON_VMA_LAZY, CoW context), the VMA tree.
+A design owns its own objects, the VMA slots ``vma.anon_vma`` (non-None iff
+the VMA is "faulted") and ``vma.rmap``/``vma.design``, and the folio slots
+``folio.mapping``/``folio.index``.  It never edits page tables: the machine
+owns the truth of what is mapped where.  Design hooks may look at the
+machine (``self.machine``) read-only, e.g. the VMA neighbours of a VMA
+(``find_mergeable_anon_vma``) or, for designs that walk an mm
+(ANON_VMA_LAZY, CoW context), the VMA tree; they take the kernel's locks
+through ``self.machine.sync`` where the kernel function they mirror does.
 
 Walk cost counters (``self.cost``) are incremented by ``rmap_walk``:
 ``walks``, ``anchors`` (anon_vmas or contexts visited), ``vmas`` (VMAs
-examined), ``lookups`` (tree lookups), ``locks`` (locks taken).
+examined), ``lookups`` (tree lookups), ``locks`` (locks taken).  Counters
+named ``t:...`` count state transitions (the fuzzer's coverage).
 
 Example, the smallest possible use of a design through the machine::
 
@@ -31,11 +36,13 @@ Example, the smallest possible use of a design through the machine::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from rmaplab.machine.design import RmapWalkControl
+
 if TYPE_CHECKING:
-    from rmaplab.machine.folio import Folio
+    from rmaplab.machine.folio import Folio, SwapSlot
     from rmaplab.machine.machine import Machine
     from rmaplab.machine.mm import Mm
     from rmaplab.machine.vma import Vma
@@ -50,10 +57,14 @@ OBJECT_BYTES = {
 
 
 class RmapDesign:
-    """Base class: a design that does nothing (every hook is a no-op)."""
+    """Base class: a design that keeps nothing (every hook is a no-op)."""
 
     #: name used by ``--design``
     name = "base"
+    #: one line for ``rmaplab designs``
+    summary = "a design that keeps nothing (the base class)"
+    #: options accepted by the constructor: name -> allowed values
+    options: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -64,6 +75,9 @@ class RmapDesign:
     def attach(self, machine: Machine) -> None:
         """Called once by the machine that uses this design."""
         self.machine = machine
+        #: the design does something in dup_anon_rmap (the machine skips the
+        #: call per copied PTE otherwise: fork's hot loop)
+        self.hooks_dup = type(self).dup_anon_rmap is not RmapDesign.dup_anon_rmap
 
     # ---- faults (mm/memory.c, mm/huge_memory.c, mm/rmap.c) -------------
     def anon_vma_prepare(self, vma: Vma) -> None:
@@ -74,8 +88,21 @@ class RmapDesign:
         """``folio_add_new_anon_rmap()``: a new anonymous folio whose first
         page is mapped at ``vpn`` of ``vma``; set ``folio.mapping/index``."""
 
+    def folio_add_anon_rmap(self, folio: Folio, vma: Vma, vpn: int) -> None:
+        """``folio_add_anon_rmap_ptes()`` outside fork: an existing anonymous
+        folio (from the swap cache) is mapped in ``vma`` with its first page
+        at ``vpn``; the kernel leaves ``mapping``/``index`` alone."""
+
     def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
         """``folio_move_anon_rmap()``: COW reuse of an exclusive folio by ``vma``."""
+
+    def ksm_might_need_to_copy(self, folio: Folio, vma: Vma, vpn: int) -> bool:
+        """``ksm_might_need_to_copy()`` on a swap-cache hit: must ``vma`` get
+        its own copy because the folio's rmap cannot find it there?"""
+        return False
+
+    def folio_freed(self, folio: Folio) -> None:
+        """The last reference to an anonymous folio went away."""
 
     # ---- VMA lifecycle (mm/vma.c, mm/rmap.c) ----------------------------
     def anon_vma_clone(self, dst: Vma, src: Vma, op: str) -> None:
@@ -92,8 +119,10 @@ class RmapDesign:
         """``vm_start``/``vm_end``/``vm_pgoff`` of ``vma`` changed
         (``anon_vma_interval_tree_pre/post_update_vma``)."""
 
-    def vma_removed(self, vma: Vma) -> None:
-        """``remove_vma()``/``vm_area_free()``: the VMA object is freed."""
+    def vm_area_free(self, vma: Vma) -> None:
+        """``vm_area_free()``: the machine is done with ``vma`` (detached);
+        the object is freed now (a design may keep it while referenced)."""
+        vma.freed = True
 
     def is_mergeable_anon_vma(self, tgt: Vma, src_anon: Any, src: Vma | None,
                               copied_from: Vma | None) -> bool:
@@ -120,9 +149,18 @@ class RmapDesign:
         nothing here (``dup_anon_vma`` did it); designs that let VMAs with
         different rmap anchors merge take their references here."""
 
+    def anon_vma_lock_write(self, vma: Vma) -> Any:
+        """``anon_vma_lock_write(vma->anon_vma)`` as ``vma_prepare()`` and
+        ``take_rmap_locks()`` take it; returns what to pass to
+        :meth:`anon_vma_unlock_write` (None: nothing was locked)."""
+        return None
+
+    def anon_vma_unlock_write(self, token: Any) -> None:
+        """Release what :meth:`anon_vma_lock_write` took."""
+
     # ---- fork (kernel/fork.c dup_mmap -> mm/mmap.c, mm/rmap.c) ----------
     def dup_mmap_start(self, parent: Mm, child: Mm) -> None:
-        """Start of ``dup_mmap()``, with the parent's mmap lock held."""
+        """Start of ``dup_mmap()``, with both mmap locks held."""
 
     def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
         """``anon_vma_fork()`` for one VMA (not DONTCOPY, not WIPEONFORK);
@@ -131,6 +169,10 @@ class RmapDesign:
     def dup_anon_rmap(self, folio: Folio, src_vma: Vma, dst_vma: Vma) -> None:
         """``folio_try_dup_anon_rmap_pte/pmd()``: fork shares an anonymous
         folio mapped in ``src_vma`` into ``dst_vma``."""
+
+    def copy_swap_pte(self, slot: SwapSlot, src_vma: Vma, dst_vma: Vma) -> None:
+        """``copy_nonpresent_pte()`` duplicated a swap entry of ``slot`` into
+        ``dst_vma`` (its swap-cache folio, if any, is ``slot.folio``)."""
 
     def dup_mmap_end(self, parent: Mm, child: Mm) -> None:
         """End of ``dup_mmap()``."""
@@ -148,14 +190,34 @@ class RmapDesign:
     def exit_mm(self, mm: Mm) -> None:
         """``exit_mmap()`` finished tearing down ``mm`` (all VMAs unlinked)."""
 
-    def folio_freed(self, folio: Folio) -> None:
-        """The last mapping of an anonymous folio went away."""
+    # ---- rmap walks (mm/rmap.c, mm/migrate.c) --------------------------------
+    def rmap_walk(self, folio: Folio, rwc: RmapWalkControl) -> None:
+        """``rmap_walk_anon()``: call ``rwc.rmap_one(folio, vma, base)`` for
+        every VMA that may map ``folio`` (``base``: the vpn of the folio's
+        first page in that VMA), taking the design's locks; stop when it
+        returns False; set ``rwc.contended`` if a trylock failed."""
 
-    # ---- rmap and accounting -----------------------------------------------
-    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
-        """``rmap_walk_anon()``: yield (vma, vpn of the folio's first page in
-        that VMA) for every VMA that may map ``folio``."""
-        return iter(())
+    def folio_get_anon_vma(self, folio: Folio) -> Any:
+        """``folio_get_anon_vma()``: pin the folio's rmap anchor for migration."""
+        return folio.mapping
+
+    def folio_put_anon_vma(self, handle: Any) -> None:
+        """``put_anon_vma()`` of what :meth:`folio_get_anon_vma` pinned."""
+
+    def folio_migrate_mapping(self, src: Folio, dst: Folio) -> None:
+        """``move_to_new_folio()``: ``dst`` takes ``src``'s mapping and index."""
+        dst.mapping, dst.index = src.mapping, src.index
+
+    # ---- explorer, accounting ------------------------------------------------
+    def anchor_name(self, anchor: Any) -> str:
+        """How traces name an rmap anchor (``folio->mapping`` value)."""
+        return "none" if anchor is None else repr(anchor)
+
+    def state_key(self) -> Hashable:
+        """The design's state beyond the VMA and folio slots, as a hashable
+        value (the explorer's state cache): two states with equal keys must
+        have the same futures."""
+        return ()
 
     def accounting(self) -> dict[str, tuple[int, int]]:
         """Live objects of this design: kind -> (count, bytes)."""
@@ -174,7 +236,7 @@ class RmapDesign:
         or retained after unmap) counted as ``vm_area_struct``."""
         acc = dict(self.accounting())
         retained = acc.pop("retained_vma", (0, 0))[0]
-        n = sum(len(mm.vmas) for mm in self.machine.procs.values()) + retained
+        n = sum(len(mm.vmas) for mm in self.machine.mms.values()) + retained
         out = {"vm_area_struct": (n, n * self.vma_bytes())}
         out.update(acc)
         return out

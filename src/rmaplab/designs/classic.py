@@ -27,7 +27,7 @@ Rules (each method cites the kernel function it mirrors):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import OBJECT_BYTES, RmapDesign
@@ -35,6 +35,7 @@ from rmaplab.designs.intervals import IntervalIndex
 from rmaplab.machine.flags import VM_ACCESS_FLAGS, VM_SOFTDIRTY
 
 if TYPE_CHECKING:
+    from rmaplab.machine.design import RmapWalkControl
     from rmaplab.machine.folio import Folio
     from rmaplab.machine.vma import Vma
 
@@ -94,10 +95,16 @@ def anon_vma_compatible(a: Vma, b: Vma) -> bool:
             and b.pgoff == a.pgoff + (b.start - a.start))
 
 
+def root_lock(av: AnonVma) -> tuple[str, int]:
+    """The lock of an anon_vma hierarchy: its root's rwsem."""
+    return ("anon_vma", av.root.id)
+
+
 class ClassicDesign(RmapDesign):
     """anon_vma + anon_vma_chain, as in Linux 6.18."""
 
     name = "classic"
+    summary = "today's anon_vma + anon_vma_chain (Linux 6.18 mm/rmap.c), checked against the kernel"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -120,16 +127,20 @@ class ClassicDesign(RmapDesign):
         self.cost["t:free_anon_vma"] += 1
 
     def put_anon_vma(self, av: AnonVma) -> None:
-        """``put_anon_vma()`` / ``__put_anon_vma()``: freeing a non-root
-        drops its reference on the root, which may free the root too."""
+        """``put_anon_vma()``: drop a reference; the last one frees it."""
         av.refcount -= 1
         if av.refcount == 0:
-            root = av.root
-            self.anon_vma_free(av)
-            if root is not av:
-                root.refcount -= 1
-                if root.refcount == 0:
-                    self.anon_vma_free(root)
+            self._put_anon_vma(av)
+
+    def _put_anon_vma(self, av: AnonVma) -> None:
+        """``__put_anon_vma()``: free ``av``; a non-root drops its reference
+        on the root, which may free the root too."""
+        root = av.root
+        self.anon_vma_free(av)
+        if root is not av:
+            root.refcount -= 1
+            if root.refcount == 0:
+                self.anon_vma_free(root)
 
     def anon_vma_chain_link(self, vma: Vma, av: AnonVma) -> None:
         """``anon_vma_chain_link()``: a new chain at the head of the VMA's list
@@ -171,9 +182,12 @@ class ClassicDesign(RmapDesign):
             self.cost["t:prepare_new_root"] += 1
         else:
             self.cost["t:prepare_reuse_neighbour"] += 1
+        sync = self.machine.sync
+        sync.lock(root_lock(av))  # anon_vma_lock_write + page_table_lock
         self.anon_vma_chain_link(vma, av)
         vma.anon_vma = av
         av.num_active_vmas += 1
+        sync.unlock(root_lock(av))
 
     def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
         """``folio_add_new_anon_rmap()`` -> ``__folio_set_anon()``: exclusive
@@ -186,6 +200,15 @@ class ClassicDesign(RmapDesign):
         """``folio_move_anon_rmap()``."""
         folio.mapping = vma.anon_vma
 
+    def ksm_might_need_to_copy(self, folio: Folio, vma: Vma, vpn: int) -> bool:
+        """``ksm_might_need_to_copy()``: a swap-cache folio whose anon_vma is of
+        another hierarchy, or whose index does not match the VMA, is copied."""
+        av = folio.mapping
+        if av is None or folio.nr > 1:
+            return False
+        return (av.root is not vma.anon_vma.root
+                or folio.index != vma.linear_page_index(vpn))
+
     # ---- VMA lifecycle ------------------------------------------------------------
     def anon_vma_clone(self, dst: Vma, src: Vma, op: str) -> None:
         """``anon_vma_clone()`` (6.18): link ``dst`` to every anon_vma of
@@ -193,6 +216,9 @@ class ClassicDesign(RmapDesign):
         when ``dst.anon_vma`` is unset, i.e. from ``anon_vma_fork``."""
         if not src.rmap:
             return
+        sync = self.machine.sync
+        lk = root_lock(src.rmap[0].anon_vma)
+        sync.lock(lk)  # lock_anon_vma_root()
         for pavc in list(src.rmap):
             av = pavc.anon_vma
             self.anon_vma_chain_link(dst, av)
@@ -201,6 +227,7 @@ class ClassicDesign(RmapDesign):
                 dst.anon_vma = av
         if dst.anon_vma is not None:
             dst.anon_vma.num_active_vmas += 1
+        sync.unlock(lk)
 
     def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
         """``anon_vma_fork()``: clone the parent's chain (+L chains), and
@@ -208,6 +235,10 @@ class ClassicDesign(RmapDesign):
         pav = parent_vma.anon_vma
         if pav is None:
             return
+        sync = self.machine.sync
+        act = sync.active
+        if act:  # anon_vma_clone's lock_anon_vma_root, then anon_vma_lock_write
+            sync.lock(root_lock(pav))
         child_vma.anon_vma = None
         # anon_vma_clone(), inlined: this is the hot path of fork
         chain: list[Avc] = []
@@ -228,6 +259,8 @@ class ClassicDesign(RmapDesign):
             child_vma.anon_vma = reuse
             reuse.num_active_vmas += 1
             self.cost["t:fork_reuse_ancestor"] += 1
+            if act:
+                sync.unlock(root_lock(pav))
             return
         self.cost["t:fork_new_anon_vma"] += 1
         self._next_id += 1
@@ -244,12 +277,20 @@ class ClassicDesign(RmapDesign):
         av.avcs[avc] = None
         self.n_avc += 1
         pav.num_children += 1
+        if act:
+            sync.unlock(root_lock(pav))
 
     def unlink_anon_vmas(self, vma: Vma) -> None:
         """``unlink_anon_vmas()``: remove the VMA's chains; an anon_vma whose
         tree empties decrements its parent's num_children and is put."""
         chain = vma.rmap
         emptied = []
+        sync = self.machine.sync
+        lk = root_lock(chain[0].anon_vma) if chain else None
+        if lk is not None:
+            sync.lock(lk)
+        if sync.active:
+            sync.point(f"unlink_anon_vmas(VMA {vma.id})")
         if chain:
             for avc in reversed(chain):  # head (newest) to tail (root)
                 av = avc.anon_vma
@@ -260,13 +301,20 @@ class ClassicDesign(RmapDesign):
                     emptied.append(avc)
                 else:
                     self.n_avc -= 1
-        if vma.anon_vma is not None:
-            vma.anon_vma.num_active_vmas -= 1
-            vma.anon_vma = None
+        own = self.own_anon_vma(vma)
+        if own is not None:
+            own.num_active_vmas -= 1
+        vma.anon_vma = None
+        if lk is not None:
+            sync.unlock(lk)
         for avc in emptied:
             self.put_anon_vma(avc.anon_vma)
             self.n_avc -= 1
         vma.rmap = None
+
+    def own_anon_vma(self, vma: Vma) -> AnonVma | None:
+        """The anon_vma ``vma`` counts in (``num_active_vmas``): ``vma->anon_vma``."""
+        return vma.anon_vma  # type: ignore[no-any-return]
 
     def vma_range_changed(self, vma: Vma) -> None:
         """The VMA's chains are re-keyed in their interval trees."""
@@ -287,23 +335,115 @@ class ClassicDesign(RmapDesign):
             return not vma_had_uncowed_parents(tgt)
         return src_anon is tgt_anon
 
+    def anon_vma_lock_write(self, vma: Vma) -> Any:
+        """``anon_vma_lock_write()``: the root rwsem of the VMA's anon_vma."""
+        av = vma.anon_vma
+        if not isinstance(av, AnonVma):
+            return None
+        lk = root_lock(av)
+        self.machine.sync.lock(lk)
+        return lk
+
+    def anon_vma_unlock_write(self, token: Any) -> None:
+        if token is not None:
+            self.machine.sync.unlock(token)
+
     # ---- rmap ---------------------------------------------------------------------
-    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
-        """``rmap_walk_anon()``: the folio's anon_vma tree, queried for
-        [index, index + nr - 1]; one (root) lock, one tree lookup."""
-        av = folio.mapping
+    def rmap_walk(self, folio: Folio, rwc: RmapWalkControl) -> None:
+        """``rmap_walk_anon()``: lock the folio's anon_vma
+        (``folio_lock_anon_vma_read``: under RCU, read ``folio->mapping``, give
+        up if the folio is no longer mapped, trylock the root rwsem for
+        read; when that fails, give up if ``try_lock``, else pin the anon_vma
+        and sleep on the lock), query its interval tree for [index, index +
+        nr - 1], call ``rmap_one`` for each chain's VMA, unlock.  Without
+        ``anon_lock`` (``remove_migration_ptes``) the mapping is read as is
+        and locked: the caller pinned it."""
         c = self.cost
         c["walks"] += 1
         c["anchors"] += 1
         c["locks"] += 1
         c["lookups"] += 1
-        if av is None or av.freed:
-            return
+        sync = self.machine.sync
+        if not rwc.anon_lock:
+            av = folio.mapping
+            if av is None:
+                return
+            sync.use(av, self.anchor_name(av))
+            lk = root_lock(av)
+            sync.lock(lk, "r")
+        else:
+            sync.rcu_read_lock()
+            sync.point("read folio->mapping (folio_lock_anon_vma_read)")
+            av = folio.mapping
+            if sync.active:
+                sync.note(f"= {self.anchor_name(av)}")
+            if av is None or not folio.mapcount:
+                if sync.active:
+                    sync.note("(not mapped: nothing to walk)")
+                sync.rcu_read_unlock()
+                return
+            sync.use(av, self.anchor_name(av))
+            if av.freed:  # a design bug: the oracle reports the missed mappings
+                sync.rcu_read_unlock()
+                return
+            lk = root_lock(av)
+            if sync.trylock(lk, "r"):
+                sync.point("folio_mapped? (under the anon_vma lock)")
+                if not folio.mapcount:
+                    sync.unlock(lk)
+                    sync.rcu_read_unlock()
+                    return
+                sync.rcu_read_unlock()
+            elif rwc.try_lock:
+                rwc.contended = True
+                sync.rcu_read_unlock()
+                return
+            else:
+                av.refcount += 1  # atomic_inc_not_zero()
+                sync.rcu_read_unlock()
+                sync.lock(lk, "r")
+                av.refcount -= 1  # the lock keeps it now
+                if not av.refcount:  # we held the last reference
+                    sync.unlock(lk)
+                    self._put_anon_vma(av)
+                    return
+                sync.point("folio_mapped? (under the anon_vma lock)")
+                if not folio.mapcount:
+                    sync.unlock(lk)
+                    return
+        sync.point(f"anon_vma {av.id} interval tree query")
         first = folio.index
-        for avc in av.index().overlapping(first, first + folio.nr - 1):
+        cands = [(a.vma, a.vma.start + (first - a.vma.pgoff))
+                 for a in av.index().overlapping(first, first + folio.nr - 1)]
+        if sync.active:
+            sync.note("-> " + (", ".join(f"{v.mm.name} VMA {v.id}" for v, _ in cands) or "none"))
+        rmap_one = rwc.rmap_one
+        for vma, base in cands:
             c["vmas"] += 1
-            vma = avc.vma
-            yield vma, vma.start + (first - vma.pgoff)
+            if not rmap_one(folio, vma, base):
+                break
+        sync.unlock(lk)
+
+    def folio_get_anon_vma(self, folio: Folio) -> Any:
+        """``folio_get_anon_vma()``: a reference on the folio's anon_vma."""
+        av = folio.mapping
+        if isinstance(av, AnonVma) and not av.freed:
+            av.refcount += 1
+        return av
+
+    def folio_put_anon_vma(self, handle: Any) -> None:
+        if isinstance(handle, AnonVma) and not handle.freed:
+            self.put_anon_vma(handle)
+
+    def anchor_name(self, anchor: Any) -> str:
+        if isinstance(anchor, AnonVma):
+            return f"anon_vma {anchor.id}"
+        return super().anchor_name(anchor)
+
+    def state_key(self) -> Hashable:
+        return tuple((a.id, a.refcount, a.num_children, a.num_active_vmas, a.root.id,
+                      a.parent.id, tuple(sorted(x.vma.id for x in a.avcs)))
+                     for a in sorted(self.live.values(), key=lambda a: a.id))
 
     # ---- accounting --------------------------------------------------------------
     def accounting(self) -> dict[str, tuple[int, int]]:
@@ -319,7 +459,7 @@ class ClassicDesign(RmapDesign):
         m = self.machine
         active: dict[int, int] = {}
         chains = 0
-        for mm in m.procs.values():
+        for mm in m.mms.values():
             for vma in mm.vmas:
                 chain = vma.rmap or []
                 chains += len(chain)

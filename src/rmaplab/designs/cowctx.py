@@ -2,7 +2,7 @@
 
 Source: ``mm/cow_context.c`` of the ``project/cow-context`` branch (GitHub
 mirror ``kernelorg-mirror/linux_kernel_git_ljs_linux``, version a4ac1966),
-read for rmaplab and summarised in docs/designs/cowctx-poc.md.  One
+read for rmaplab (the research notes summarise it).  One
 ``struct cow_context`` per mm replaces every anon_vma and anon_vma_chain:
 
 * ``mm_init_cow_context`` / ``dup_cow_context`` / ``drop_cow_context``: a
@@ -61,14 +61,17 @@ dynarray`` of 8 + 8*cap bytes (cap a power of two >= 2) in its kmalloc class.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.intervals import IntervalIndex
 from rmaplab.errors import UsageError
+from rmaplab.machine.design import REMOVE_MIGRATION
+from rmaplab.machine.sync import Sync
 
 if TYPE_CHECKING:
+    from rmaplab.machine.design import RmapWalkControl
     from rmaplab.machine.folio import Folio
     from rmaplab.machine.mm import Mm
     from rmaplab.machine.vma import Vma
@@ -120,6 +123,27 @@ class CowContext:
         return set(ix.overlapping(first, last))
 
 
+def traverse_contexts(c: CowContext, sync: Sync) -> Iterator[CowContext]:
+    """``traverse_contexts``: ``c`` first, then its descendants in post-order,
+    newest child first; each children list is read (a point: RCU lists
+    change under the walk) only when the walk gets there."""
+    yield c
+    sync.point(f"read children of context {c.id}")
+    stack = [(c, list(c.children))]
+    if sync.active:
+        sync.note(f"-> {[k.id for k in c.children]}")
+    while stack:
+        node, kids = stack[-1]
+        if kids:
+            child = kids.pop(0)
+            sync.point(f"read children of context {child.id}")
+            stack.append((child, list(child.children)))
+            continue
+        stack.pop()
+        if node is not c:
+            yield node
+
+
 def vma_offset(vma: Vma) -> int:
     """``(vm_start >> PAGE_SHIFT) - vm_pgoff``."""
     return vma.start - vma.pgoff
@@ -133,6 +157,8 @@ class CowContextDesign(RmapDesign):
     """The CoW context, correct reading (see the module docstring)."""
 
     name = "cowctx"
+    summary = "Lorenzo Stoakes' CoW context, the correct reading of the PoC (mm/cow_context.c)"
+    options = {"shortcut": ("found", "poc"), "link": ("before", "after")}
 
     def __init__(self, shortcut: str = "found", link: str = "before", **options: Any) -> None:
         super().__init__(**options)
@@ -287,59 +313,134 @@ class CowContextDesign(RmapDesign):
                 self.cost["t:context_zombie"] += 1
 
     # ---- the walk ------------------------------------------------------------------------------
-    def descendants(self, c: CowContext) -> Iterator[CowContext]:
-        """``traverse_contexts``: root first, then post-order DFS, newest
-        child first."""
-        yield c
-        stack: list[tuple[CowContext, int]] = [(c, 0)]
-        while stack:
-            node, i = stack.pop()
-            if i < len(node.children):
-                stack.append((node, i + 1))
-                stack.append((node.children[i], 0))
-            elif node is not c:
-                yield node
-
-    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
-        c0 = folio.mapping
+    def rmap_walk(self, folio: Folio, rwc: RmapWalkControl) -> None:
+        """``cow_context_walk``: the folio's context, then its descendants
+        (post-order, newest child first; each children list is read when
+        the walk gets there, as ``traverse_contexts`` does under RCU).  The
+        correct reading pins each context's VMAs with ``mmap_read_trylock``
+        (a failed trylock makes the walk contended: the caller gives up, as
+        reclaim does) and leaves RCU around ``rmap_one``, which may sleep;
+        the PoC (``shortcut=poc``) holds RCU only and looks for an exclusive
+        folio at offset 0 of its own context alone."""
         cost = self.cost
         cost["walks"] += 1
-        if c0 is None or c0.freed:
+        sync = self.machine.sync
+        sync.point("read folio->cow_context")
+        c0 = folio.mapping
+        if sync.active:
+            sync.note(f"= {self.anchor_name(c0)}")
+        if c0 is None:
             return
-        first, last = folio.index, folio.index + folio.nr - 1
-        m = self.machine
-        shared = m.folio_maybe_mapped_shared(folio)
-        for n, c in enumerate(self.descendants(c0)):
-            cost["anchors"] += 1
-            mm = c.mm
-            if mm is None or not mm.alive:
-                continue
-            cost["locks"] += 1  # mmget_not_zero
-            if self.shortcut == "poc" and n == 0 and not shared:
-                yield from self._visit(folio, mm, 0)
-                return  # the PoC's "we only look once"
-            cost["lookups"] += 1  # remap_mt
-            offsets = [0] + sorted(c.offsets(first, last) - {0})
-            found = False
-            for off in offsets:
-                found = (yield from self._visit(folio, mm, off)) or found
-            if found and not shared:
-                return  # exclusive and found: nobody else maps it
+        sync.use(c0, self.anchor_name(c0))
+        if c0.freed:
+            return
+        sync.rcu_read_lock()
+        r = "continue"
+        for n, c in enumerate(traverse_contexts(c0, sync)):
+            r = self._visit_context(folio, c, n == 0, rwc)
+            if r != "continue":
+                break
+        sync.rcu_read_unlock()
+        if r == "contended":
+            rwc.contended = True
 
-    def _visit(self, folio: Folio, mm: Mm, off: int):  # type: ignore[no-untyped-def]
-        """``walk_context_remap``: VMAs of ``mm`` over the folio at ``off``."""
+    def descendants(self, c: CowContext) -> Iterator[CowContext]:
+        """The walk's order from ``c`` (:func:`traverse_contexts`)."""
+        return traverse_contexts(c, Sync())
+
+    def _visit_context(self, folio: Folio, cur: CowContext, first: bool,
+                       rwc: RmapWalkControl) -> str:
+        """``walk_context``: offset 0, then every offset the context's remap
+        tree records over the folio; a VMA matches only if its own offset is
+        the one tried.  Returns 'continue', 'stop' (an exclusive folio found)
+        or 'contended'."""
         cost = self.cost
-        cost["lookups"] += 1  # mm_mt range walk
-        base = folio.index + off
+        sync = self.machine.sync
+        poc = self.shortcut == "poc"
+        mm = cur.mm
+        cost["anchors"] += 1
+        sync.point(f"visit context {cur.id} ({mm.name if mm else 'mm gone'})")
+        if mm is None or not mm.alive:
+            return "continue"
+        cost["locks"] += 1  # mmget_not_zero (+ mmap_read_trylock)
+        if not poc:
+            if not sync.trylock(("mmap", mm.name), "r"):
+                if sync.active:
+                    sync.note("-> contended: give up")
+                return "contended"
+            # read under the mmap lock: a folio exclusive to this mm cannot
+            # become shared while it is held (only this mm's fork shares it)
+            sync.point("folio_maybe_mapped_shared? (before)")
+        shared0 = folio.maybe_mapped_shared()
+        if sync.active:
+            sync.note(f"-> {'shared' if shared0 else 'exclusive'}")
+        first_idx, last_idx = folio.index, folio.index + folio.nr - 1
+        if poc and first and not shared0:
+            offs = [0]
+        else:
+            cost["lookups"] += 1  # remap_mt
+            offs = [0] + sorted(cur.offsets(first_idx, last_idx) - {0})
         found = False
-        for vma in mm.vmas.overlapping(base, base + folio.nr):
-            cost["vmas"] += 1
-            if vma_offset(vma) != off:
-                continue
-            if self.machine.folio_mapped_in(vma, folio, base):
-                found = True
-            yield vma, base
-        return found
+        rmap_one = rwc.rmap_one
+        for off in offs:
+            cost["lookups"] += 1  # mm_mt range walk
+            sync.point(f"mm_mt lookup at offset {off}")
+            base = folio.index + off
+            for vma in mm.vmas.overlapping(base, base + folio.nr):
+                cost["vmas"] += 1
+                if vma_offset(vma) != off:
+                    continue
+                if not poc:
+                    sync.rcu_read_unlock()  # context and mm pinned
+                before = rwc.found
+                rmap_one(folio, vma, base)
+                found = found or rwc.found > before
+                if not poc:
+                    sync.rcu_read_lock()
+        if not poc:
+            sync.unlock(("mmap", mm.name))
+        sync.point("folio_maybe_mapped_shared?")
+        shared1 = folio.maybe_mapped_shared()
+        if sync.active:
+            sync.note(f"-> {'shared' if shared1 else 'exclusive'}")
+        if poc and first and not shared0 and not shared1:
+            return "stop"  # the PoC's "we only look once"
+        # correct reading: stop only once an exclusive folio was found, and
+        # never when looking for migration entries (the map count does not
+        # count them)
+        if (not poc and found and not shared0 and not shared1
+                and rwc.kind != REMOVE_MIGRATION):
+            return "stop"
+        return "continue"
+
+    def folio_get_anon_vma(self, folio: Folio) -> Any:
+        c = folio.mapping
+        if isinstance(c, CowContext):
+            c.refcnt += 1
+        return c
+
+    def folio_put_anon_vma(self, handle: Any) -> None:
+        if isinstance(handle, CowContext):
+            self.put(handle)
+
+    def folio_migrate_mapping(self, src: Folio, dst: Folio) -> None:
+        """The new folio takes the context, with its own reference."""
+        super().folio_migrate_mapping(src, dst)
+        if isinstance(dst.mapping, CowContext):
+            dst.mapping.refcnt += 1
+
+    def anchor_name(self, anchor: Any) -> str:
+        if isinstance(anchor, CowContext):
+            return f"context {anchor.id}"
+        if anchor is FAULTED:
+            return "faulted (COW mode)"
+        return super().anchor_name(anchor)
+
+    def state_key(self) -> Hashable:
+        return tuple((c.id, c.refcnt, c.freed, c.parent.id if c.parent else None,
+                      tuple(k.id for k in c.children),
+                      tuple(sorted((v.id, e) for v, e in c.contrib.items())))
+                     for c in sorted(self.contexts.values(), key=lambda c: c.id))
 
     # ---- accounting ---------------------------------------------------------------------------
     def tree_bytes(self, c: CowContext) -> tuple[int, int]:
@@ -405,7 +506,7 @@ class CowContextDesign(RmapDesign):
                     errs.append(f"{c}: remap entry of a freed or foreign VMA {vma.id}")
                 elif entry != (vma.pgoff, vma.pgoff + vma.pages - 1, vma_offset(vma)):
                     errs.append(f"{c}: stale remap entry for VMA {vma.id}")
-        for mm in m.procs.values():
+        for mm in m.mms.values():
             c = mm.design
             if c is None:
                 continue
@@ -422,6 +523,8 @@ class CowContextLinkAfterCopy(CowContextDesign):
     (PoC defect 7); sequentially identical to ``cowctx``."""
 
     name = "cowctx-link-after-copy"
+    summary = "the PoC's fork order: the child context linked after the PTE copy (concurrency only)"
+    options: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(link="after", **options)
@@ -432,6 +535,8 @@ class CowContextPocShortcut(CowContextDesign):
     its own context (``walk_context``'s shortcut, PoC defects 1 and 2)."""
 
     name = "cowctx-poc-shortcut"
+    summary = "the PoC's walk: an exclusive folio is looked for only at offset 0 of its context"
+    options: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(shortcut="poc", **options)

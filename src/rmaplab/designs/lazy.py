@@ -9,8 +9,7 @@ address arithmetic, ``vma_mapping_base(vma) = vm_start - vm_pgoff*PAGE_SIZE``
 
 This module is the series' best reading.  Where the series is explicit it
 is followed; where it is silent or a draft, the most correct choice is made
-and listed here (each a deliberate decision; see also
-docs/designs/lazy.md):
+and listed here (each a deliberate decision):
 
 States of a VMA (``anon_vma_tree_t``, patch 03; Barry Song's description of
 2026-06-03): ``lazy`` (own root, never forked), ``tree_vma`` (a fresh VMA
@@ -71,6 +70,15 @@ Flawed variants (reviewer concerns made executable): ``lazy-single-address``
 (S1), ``lazy-merge-any`` (S2: merges different roots without keeping the
 other root alive), ``lazy-no-upgrade-on-mremap`` (S3).
 
+Concurrency (what ``rmaplab explore`` interleaves): the walk of a lazy
+folio reads ``folio->mapping`` under RCU, pins the root VMA (``vma_get``),
+looks up the root's mm_mt, leaves RCU and calls ``rmap_one`` for each VMA
+found; migration also takes ``vma_start_read`` of each VMA (patch 12); at the
+end the mapping is read again and, if it became an anon_vma, the walk is
+done again (wangtao, 2026-06-03: the retry the posted patch omitted;
+``lazy-noretry`` leaves it out).  Upgrades fix ``folio->mapping`` under the
+PTLs without the folio lock (``lazy-folio-lock`` takes it).
+
 Accounting: anon_vma (104 B) and anon_vma_chain (64 B) slab objects as
 today; vm_area_struct stays 192 B: the series adds ``rcuref_t vm_rcuref``
 (4 B, patch 06), which fits one of the two 4-byte holes of
@@ -81,14 +89,17 @@ docs/kernel-structs-6.18.txt), and keeps the root VMA in the tagged
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import OBJECT_BYTES
-from rmaplab.designs.classic import AnonVma, ClassicDesign, anon_vma_compatible
+from rmaplab.designs.classic import AnonVma, ClassicDesign, anon_vma_compatible, root_lock
 from rmaplab.errors import UsageError
+from rmaplab.machine.constants import short_page
+from rmaplab.machine.design import MIGRATE, REMOVE_MIGRATION
 
 if TYPE_CHECKING:
+    from rmaplab.machine.design import RmapWalkControl
     from rmaplab.machine.folio import Folio
     from rmaplab.machine.vma import Vma
 
@@ -135,6 +146,8 @@ class LazyDesign(ClassicDesign):
     """ANON_VMA_LAZY, best reading (see the module docstring)."""
 
     name = "lazy"
+    summary = "ANON_VMA_LAZY (wangtao, May 2026), the series' best reading"
+    options = {"merge": MERGE_POLICIES}
     #: the walk re-reads folio->mapping at its end and walks again if it
     #: became an anon_vma (wangtao, 2026-06-03)
     retry = True
@@ -149,8 +162,6 @@ class LazyDesign(ClassicDesign):
         self.merge = merge
         #: detached root VMAs kept alive by references
         self.retained: set[Vma] = set()
-        #: root VMAs ever freed while detached (for use-after-free checks)
-        self.freed_roots: set[int] = set()
 
     # ---- helpers -------------------------------------------------------------
     @staticmethod
@@ -177,12 +188,30 @@ class LazyDesign(ClassicDesign):
             return bool(chain)
         return len(chain) != 1
 
+    def own_anon_vma(self, vma: Vma) -> AnonVma | None:
+        s = vma.design
+        return s.own if s is not None else None
+
     def add_ref(self, root: Vma, vma: Vma) -> None:
         """``vma_get()``: ``vma`` takes a reference on lineage root ``root``."""
         st(root).members.add(vma)
         s = st(vma)
         if root not in s.roots:
             s.roots.append(root)
+
+    def release_root(self, root: Vma) -> None:
+        """The last ``vma_put()`` of a detached root frees it."""
+        rs = st(root)
+        if not rs.members and not rs.pins and root.detached and not root.freed:
+            if root in self.retained:
+                self.cost["t:retained_root_freed"] += 1
+            self.retained.discard(root)
+            root.freed = True
+
+    def vma_put(self, root: Vma) -> None:
+        """A walker's ``vma_put()`` of the root it pinned."""
+        st(root).pins -= 1
+        self.release_root(root)
 
     def drop_refs(self, vma: Vma) -> None:
         """``vma_put()`` of every root ``vma`` references.
@@ -200,11 +229,7 @@ class LazyDesign(ClassicDesign):
             rs.members.discard(vma)
             if not rs.members:
                 rs.upgraded = None
-            if not rs.members and not rs.pins and r.detached:
-                if r in self.retained:
-                    self.cost["t:retained_root_freed"] += 1
-                self.retained.discard(r)
-                self.freed_roots.add(r.id)
+            self.release_root(r)
         s.roots = []
 
     def _link_own(self, vma: Vma, av: AnonVma) -> None:
@@ -301,14 +326,32 @@ class LazyDesign(ClassicDesign):
         vma.anon_vma = root
 
     def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
-        folio.mapping = self.anchor(vma)
+        """``folio_add_new_anon_rmap()``: the VMA's anon_vma if it has one
+        (its root for a non-exclusive folio, as today), else its root VMA."""
+        a = self.anchor(vma)
+        folio.mapping = a.root if isinstance(a, AnonVma) and not exclusive else a
         folio.index = vma.linear_page_index(vpn)
 
     def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
         folio.mapping = self.anchor(vma)
 
+    def ksm_might_need_to_copy(self, folio: Folio, vma: Vma, vpn: int) -> bool:
+        """Today's rule between anon_vmas; a lazy folio (or a lazy VMA) is
+        copied unless the VMA is of the folio's lineage at the same index."""
+        a, b = folio.mapping, vma.anon_vma
+        if isinstance(a, AnonVma) and isinstance(b, AnonVma):
+            return super().ksm_might_need_to_copy(folio, vma, vpn)
+        if a is None or folio.nr > 1:
+            return False
+        if folio.index != vma.linear_page_index(vpn):
+            return True
+        return not (a in st(vma).roots or (isinstance(a, AnonVma) and any(
+            c.anon_vma is a for c in vma.rmap or ())))
+
     # ---- VMA lifecycle --------------------------------------------------------------
     def _clone_chain(self, dst: Vma, src: Vma) -> None:
+        """Link ``dst`` into every anon_vma of ``src``'s chain (the caller
+        holds the root lock)."""
         for pavc in list(src.rmap or ()):
             self.anon_vma_chain_link(dst, pavc.anon_vma)
             self.cost["fork_entries"] += 1
@@ -329,7 +372,12 @@ class LazyDesign(ClassicDesign):
         if (op != "remap" or ss.own is None) and (same_base or ss.own is None):
             for r in ss.roots:
                 self.add_ref(r, dst)
-        self._clone_chain(dst, src)
+        if src.rmap:
+            sync = self.machine.sync
+            lk = root_lock(src.rmap[0].anon_vma)
+            sync.lock(lk)
+            self._clone_chain(dst, src)
+            sync.unlock(lk)
         if ss.own is not None:
             ds.own = ss.own
             ss.own.num_active_vmas += 1
@@ -358,40 +406,20 @@ class LazyDesign(ClassicDesign):
     def unlink_anon_vmas(self, vma: Vma) -> None:
         """``unlink_anon_vmas()``: chains as today, plus ``vma_put()`` of the
         roots (an unmapped root with no reference left is freed)."""
-        s = vma.design
-        own = s.own if s is not None else None
-        chain = vma.rmap
-        emptied = []
-        if chain:
-            for avc in reversed(chain):
-                av = avc.anon_vma
-                del av.avcs[avc]
-                av._index = None
-                if not av.avcs:
-                    av.parent.num_children -= 1
-                    emptied.append(avc)
-                else:
-                    self.n_avc -= 1
-        if own is not None:
-            own.num_active_vmas -= 1
-        for avc in emptied:
-            self.put_anon_vma(avc.anon_vma)
-            self.n_avc -= 1
-        vma.rmap = None
+        super().unlink_anon_vmas(vma)
         self.drop_refs(vma)
-        if s is not None:
+        if vma.design is not None:
             reset(vma)
-        vma.anon_vma = None
 
-    def vma_removed(self, vma: Vma) -> None:
+    def vm_area_free(self, vma: Vma) -> None:
         """``vm_area_free()`` -> ``vma_put()``: a root still referenced is
         kept, detached (the series' VMA_REF)."""
         s = vma.design
         if s is not None and (s.members or s.pins):
             self.retained.add(vma)
             self.cost["t:root_retained"] += 1
-        elif s is not None:
-            self.freed_roots.add(vma.id)
+        else:
+            vma.freed = True
 
     def is_mergeable_anon_vma(self, tgt: Vma, src_anon: Any, src: Vma | None,
                               copied_from: Vma | None) -> bool:
@@ -415,20 +443,36 @@ class LazyDesign(ClassicDesign):
     # ---- fork ------------------------------------------------------------------------
     def anon_vma_fork(self, child_vma: Vma, parent_vma: Vma) -> None:
         """Fork of one VMA: upgrade the parent's lineage if it has no
-        anon_vma of its own, clone its chains into the child, which becomes
-        ``tree_parent`` (no anon_vma; its own new folios will be lazy)."""
+        anon_vma of its own, clone its chains into the child (under the
+        root lock), which becomes ``tree_parent`` (no anon_vma; its own new
+        folios will be lazy)."""
         child_vma.design = None
         child_vma.rmap = None
         if parent_vma.anon_vma is None:
             child_vma.anon_vma = None
             return
-        self.upgrade(parent_vma)
+        av = self.upgrade(parent_vma)
+        sync = self.machine.sync
+        lk = root_lock(av)
+        sync.lock(lk)
         self._clone_chain(child_vma, parent_vma)
+        sync.unlock(lk)
         cs = reset(child_vma)
         cs.label = "tree_parent"
         self.cost["t:none->tree_parent"] += 1
         self.add_ref(child_vma, child_vma)
         child_vma.anon_vma = child_vma
+
+    def _fix_mapping(self, folio: Folio, av: AnonVma) -> None:
+        """Point a lazy folio at ``av`` (under the PTL; the folio lock too for
+        ``lazy-folio-lock``, against the documented order)."""
+        sync = self.machine.sync
+        if self.fixup_folio_lock:
+            sync.lock(("folio", folio.id))
+        folio.mapping = av
+        self.cost["mapping_fixes"] += 1
+        if self.fixup_folio_lock:
+            sync.unlock(("folio", folio.id))
 
     def dup_anon_rmap(self, folio: Folio, src_vma: Vma, dst_vma: Vma) -> None:
         """``try_dup_anon_rmap()``: fix a lazy folio's mapping to the
@@ -436,8 +480,7 @@ class LazyDesign(ClassicDesign):
         if self.is_lazy_handle(folio.mapping):
             own = st(src_vma).own
             assert own is not None, "fork copies a lazy folio of a VMA not upgraded"
-            folio.mapping = own
-            self.cost["mapping_fixes"] += 1
+            self._fix_mapping(folio, own)
 
     # ---- mremap ------------------------------------------------------------------------
     def move_vma_start(self, vma: Vma) -> None:
@@ -451,30 +494,136 @@ class LazyDesign(ClassicDesign):
         if self.is_lazy_handle(folio.mapping):
             own = st(new_vma).own if new_vma.design is not None else None
             if own is not None:
-                folio.mapping = own
-                self.cost["mapping_fixes"] += 1
+                self._fix_mapping(folio, own)
 
     # ---- rmap ---------------------------------------------------------------------------
-    def rmap_walk(self, folio: Folio) -> Iterator[tuple[Vma, int]]:
+    def rmap_walk(self, folio: Folio, rwc: RmapWalkControl) -> None:
+        """``rmap_walk_anon()``: read ``folio->mapping`` under RCU; an anon_vma
+        is walked as today; a root VMA whose ``vma_get`` fails (freed) makes
+        the walk read the mapping again (an upgrade may have happened); a
+        live root is walked by address (:meth:`lazy_walk`)."""
+        sync = self.machine.sync
+        if not rwc.anon_lock:  # remove_migration_ptes: the caller pinned the anchor
+            mp = folio.mapping
+            if not self.is_lazy_handle(mp):
+                return super().rmap_walk(folio, rwc)
+            sync.rcu_read_lock()
+            return self.lazy_walk(folio, mp, rwc)
+        sync.rcu_read_lock()
+        sync.point("read folio->mapping")
         mp = folio.mapping
-        if isinstance(mp, AnonVma):
-            yield from super().rmap_walk(folio)
-            return
-        yield from self.lazy_walk(folio, mp)
+        if self.is_lazy_handle(mp) and mp.freed:
+            if sync.active:
+                sync.note(f"= root VMA {mp.id}, gone (vma_get fails)")
+            sync.point("read folio->mapping again")
+            mp = folio.mapping
+            if self.is_lazy_handle(mp):
+                if sync.active:
+                    sync.note("= unchanged: the folio is unmapped")
+                sync.rcu_read_unlock()
+                return None
+        if sync.active:
+            sync.note(f"= {self.anchor_name(mp)}")
+        if not self.is_lazy_handle(mp):
+            # folio_lock_anon_vma_read() reads it again under RCU
+            sync.rcu_read_unlock()
+            return super().rmap_walk(folio, rwc)
+        return self.lazy_walk(folio, mp, rwc)
 
-    def lazy_walk(self, folio: Folio, root: Vma) -> Iterator[tuple[Vma, int]]:
-        """``rmap_walk_anon()`` for a lazy folio: the address from the root's
-        mapping base, then every VMA of the root's mm over the folio."""
+    def lazy_walk(self, folio: Folio, root: Vma, rwc: RmapWalkControl) -> None:
+        """The walk of a lazy folio (entered under RCU): pin the root VMA
+        (``vma_get``), look up its mm_mt at the root's mapping base + index,
+        leave RCU; ``rmap_one`` for *every* VMA over the folio's range
+        (migration under ``vma_start_read``, patch 12); ``vma_put``; then the
+        retry (read the mapping again, walk again if it became an anon_vma)."""
         c = self.cost
         c["walks"] += 1
         c["lookups"] += 1
         c["locks"] += 1  # the VMA reference / read lock, no anon_vma lock
-        if root.id in self.freed_roots or not root.mm.alive:
+        sync = self.machine.sync
+        sync.use(root, f"root VMA {root.id}")
+        if root.freed:
+            sync.rcu_read_unlock()
+            return
+        st(root).pins += 1  # vma_get(root): the root stays allocated
+        sync.point("mm_mt lookup from the root VMA's mapping base")
+        sync.use_mm_mt(root.mm)
+        if not root.mm.alive:
+            sync.rcu_read_unlock()
+            self.vma_put(root)
             return
         addr = root.start - root.pgoff + folio.index
-        for vma in root.mm.vmas.overlapping(addr, addr + folio.nr):
+        vmas = self.walk_vmas(root, addr, folio.nr)
+        if sync.active:
+            found = ", ".join(f"VMA {v.id}" for v in vmas) or "none"
+            sync.note(f"-> {short_page(addr)}: {found} (vma_get)")
+        sync.rcu_read_unlock()
+        mig = rwc.kind in (MIGRATE, REMOVE_MIGRATION)
+        rmap_one = rwc.rmap_one
+        for vma in vmas:
             c["vmas"] += 1
-            yield vma, addr
+            if mig:
+                sync.lock(("vma", vma.id), "r")  # vma_start_read (patch 12)
+                if vma.detached:
+                    if sync.active:
+                        sync.note("-> detached: vma_start_read fails, skip")
+                    sync.unlock(("vma", vma.id))
+                    continue
+            cont = rmap_one(folio, vma, addr)
+            if mig:
+                sync.unlock(("vma", vma.id))
+            if not cont:
+                break
+        sync.point(f"vma_put(root VMA {root.id})")
+        self.vma_put(root)
+        if self.retry:
+            sync.point("read folio->mapping again (retry)")
+            again = folio.mapping
+            if again is not root and isinstance(again, AnonVma):
+                if sync.active:
+                    sync.note(f"= anon_vma {again.id}: upgraded meanwhile, walk again")
+                super().rmap_walk(folio, rwc)
+                return
+            if sync.active:
+                sync.note("-> unchanged")
+
+    def walk_vmas(self, root: Vma, addr: int, nr: int) -> list[Vma]:
+        """The VMAs of the root's mm the walk visits for a folio of ``nr``
+        pages at ``addr``: every VMA overlapping its range (S1)."""
+        return root.mm.vmas.overlapping(addr, addr + nr)
+
+    def folio_get_anon_vma(self, folio: Folio) -> Any:
+        mp = folio.mapping
+        if self.is_lazy_handle(mp):
+            st(mp).pins += 1
+            return mp
+        return super().folio_get_anon_vma(folio)
+
+    def folio_put_anon_vma(self, handle: Any) -> None:
+        if self.is_lazy_handle(handle):
+            self.vma_put(handle)
+        else:
+            super().folio_put_anon_vma(handle)
+
+    def anchor_name(self, anchor: Any) -> str:
+        if self.is_lazy_handle(anchor) and hasattr(anchor, "mm"):
+            return f"root VMA {anchor.id}"
+        return super().anchor_name(anchor)
+
+    def state_key(self) -> Hashable:
+        vmas: dict[int, Vma] = {v.id: v for v in self.retained}
+        for mm in self.machine.mms.values():
+            for v in mm.vmas:
+                if v.design is not None:
+                    vmas[v.id] = v
+        per = []
+        for i in sorted(vmas):
+            v = vmas[i]
+            s = v.design
+            per.append((i, s.label, s.own.id if s.own else None, tuple(r.id for r in s.roots),
+                        tuple(sorted(m.id for m in s.members)), s.pins,
+                        s.upgraded.id if s.upgraded else None, v.freed, v.detached))
+        return (super().state_key(), tuple(per))
 
     # ---- accounting ------------------------------------------------------------------------
     def retained_vmas(self) -> int:
@@ -489,7 +638,7 @@ class LazyDesign(ClassicDesign):
     def states(self) -> dict[str, int]:
         """How many live VMAs are in each state."""
         out: dict[str, int] = {}
-        for mm in self.machine.procs.values():
+        for mm in self.machine.mms.values():
             for v in mm.vmas:
                 has = v.design is not None and v.anon_vma is not None
                 label = v.design.label if has else "none"
@@ -501,7 +650,7 @@ class LazyDesign(ClassicDesign):
         m = self.machine
         active: dict[int, int] = {}
         chains = 0
-        for mm in m.procs.values():
+        for mm in m.mms.values():
             for vma in mm.vmas:
                 s = vma.design
                 chain = vma.rmap or []
@@ -522,7 +671,7 @@ class LazyDesign(ClassicDesign):
                 elif not s.roots:
                     errs.append(f"{mm.name} {vma}: lazy VMA without a root")
                 for r in s.roots:
-                    if r.id in self.freed_roots:
+                    if r.freed:
                         errs.append(f"{mm.name} {vma}: references freed root VMA {r.id}")
                     if vma not in st(r).members:
                         errs.append(f"{mm.name} {vma}: not a member of root {r.id}")
@@ -541,7 +690,7 @@ class LazyDesign(ClassicDesign):
             for a in av.avcs:
                 if a.vma.detached:
                     errs.append(f"{av}: chain to a freed VMA {a.vma.id}")
-        for mm in m.procs.values():
+        for mm in m.mms.values():
             for vma in mm.vmas:
                 up = vma.design.upgraded if vma.design is not None else None
                 if up is not None and (up.freed or not vma.design.members):
@@ -555,9 +704,11 @@ class LazyDesign(ClassicDesign):
             if isinstance(mp, AnonVma):
                 if mp.freed:
                     errs.append(f"folio {f.id}: mapping is a freed anon_vma")
-            elif mp is None or mp.id in self.freed_roots:
+            elif mp is None or mp.freed:
                 errs.append(f"folio {f.id}: mapping is a freed root VMA (use after free)")
         return errs
+
+
 
 
 class LazyFolioLock(LazyDesign):
@@ -569,6 +720,7 @@ class LazyFolioLock(LazyDesign):
     inversion (and, with the order check off, the deadlock)."""
 
     name = "lazy-folio-lock"
+    summary = "lazy taking the folio lock for the mapping fix-up (concurrency only)"
     fixup_folio_lock = True
 
 
@@ -579,6 +731,7 @@ class LazyNoRetry(LazyDesign):
     walk races with the upgrade (``rmaplab explore``)."""
 
     name = "lazy-noretry"
+    summary = "lazy without the walk's final re-check of folio->mapping (concurrency only)"
     retry = False
 
 
@@ -586,16 +739,11 @@ class LazySingleAddress(LazyDesign):
     """Flawed (S1): the walk looks up only the folio's first address."""
 
     name = "lazy-single-address"
+    summary = "flawed (S1): a lazy folio is looked up at its first address only"
 
-    def lazy_walk(self, folio: Folio, root: Vma) -> Iterator[tuple[Vma, int]]:
-        self.cost["walks"] += 1
-        self.cost["lookups"] += 1
-        if root.id in self.freed_roots or not root.mm.alive:
-            return
-        addr = root.start - root.pgoff + folio.index
+    def walk_vmas(self, root: Vma, addr: int, nr: int) -> list[Vma]:
         vma = root.mm.vmas.find(addr)
-        if vma is not None:
-            yield vma, addr
+        return [vma] if vma is not None else []
 
 
 class LazyMergeAny(LazyDesign):
@@ -603,6 +751,8 @@ class LazyMergeAny(LazyDesign):
     keeps no reference on the other root."""
 
     name = "lazy-merge-any"
+    summary = "flawed (S2): VMAs of different lazy roots merge without keeping the other root"
+    options: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(merge="keep-both", **options)
@@ -616,6 +766,7 @@ class LazyNoUpgradeOnMremap(LazyDesign):
     its folios; the moved VMA keeps the old root (whose base is stale)."""
 
     name = "lazy-no-upgrade-on-mremap"
+    summary = "flawed (S3): a moved lazy VMA keeps its root, whose mapping base is stale"
 
     def move_vma_start(self, vma: Vma) -> None:
         return

@@ -2,60 +2,66 @@
 
 A litmus file (``scenarios/litmus/*.lit``) has a header (comments, with an
 ``# expect: DESIGN=PASS|VIOLATION ...`` line), an initial state written in
-the scenario language after ``init:``, and one line per racing thread::
+the scenario language after ``init:``, and one line per racing thread, each
+a line of the scenario language (any operation: system calls, and the
+model-only kernel paths ``try_to_unmap``, ``migrate``, ``referenced``,
+``split_huge_pmd``)::
 
     init:
     P0 mmap @0 8 rw
     P0 write 0..0
-    thread A: fork P0 P1
-    thread B: try_to_unmap P0 0
+    thread A: P0 fork P1
+    thread B: P0 try_to_unmap 0
 
-Thread statements: ``fork P C``, ``exit P``, ``mremap P OLD LEN @NEW``,
-``split P PAGE``, ``munmap P A..B`` (whole VMAs), ``mprotect P A..B PROT``
-(exactly one VMA, so that it merges with a neighbour), ``thp_split P PAGE``,
-``try_to_unmap P PAGE``, ``migrate P PAGE``, ``referenced P PAGE`` (the walkers act on the folio
-that PAGE of P maps in the initial state).
+Each thread runs the very code ``rmaplab run`` runs for that line (the
+machine's kernel paths and the design's hooks), in a greenlet; it stops at
+each point the code announces through the machine's
+:class:`~rmaplab.machine.sync.Sync` (locks, RCU, shared state), and the
+scheduler (:class:`Execution`) decides who runs next.  The scheduler knows
+nothing of what the paths do, nor of any design.
 
 Exploration (:func:`explore`) is stateless DFS with replay: each execution
 starts from the initial state and follows a schedule; at every step the
 alternatives within the preemption bound are remembered and explored later.
 A state already reached with no more preemptions spent is pruned (state
-caching: the key is each thread's history of steps and values read, the
-locks held and a fingerprint of the machine).  ``random`` mode runs PCT
-schedules (random priorities, ``depth`` priority change points).  Every
+caching: the key digests each thread's stack of frames with their positions
+and local variables, the locks held, the machine's state and the design's
+:meth:`~rmaplab.designs.base.RmapDesign.state_key`).  ``random`` mode runs
+PCT schedules (random priorities, ``depth`` priority change points).  Every
 execution is replayable from its schedule (the thread letters, in order).
 
 Properties, checked at every step and at the end of an execution: no lock
 taken against the order of mm/rmap.c (trylocks excepted); no sleeping step
 inside an RCU read-side section; no deadlock; no use of a freed anon_vma,
-root VMA, context or page table; ``try_to_unmap`` that completed leaves no
-PTE mapping the folio; ``migrate`` leaves no migration entry behind;
-``referenced`` visits every mapping that existed throughout its walk.
+root VMA, context, page table or maple tree; the machine's own structures
+consistent at the end; and each walker's property (:meth:`Run.check`):
+``try_to_unmap`` that completed leaves no PTE mapping the folio, ``migrate``
+leaves no migration entry behind, ``referenced`` visits every mapping that
+existed throughout its walk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from greenlet import greenlet
+
 from rmaplab.designs import make_design
-from rmaplab.designs.classic import AnonVma
-from rmaplab.designs.cowctx import CowContextDesign
-from rmaplab.designs.lazy import LazyDesign, st
 from rmaplab.errors import ScenarioError, UsageError
-from rmaplab.explore import paths
 from rmaplab.explore.locks import lock_name
-from rmaplab.explore.world import Model, Step, World
-from rmaplab.machine.constants import ARENA_VPN
+from rmaplab.explore.world import ExploreSync, Model, Step, World
 from rmaplab.machine.machine import Machine
-from rmaplab.machine.pagetable import PmdMap
-from rmaplab.scenario.ast import Scenario
-from rmaplab.scenario.parse import ScenarioParser, parse_prot
+from rmaplab.machine.pagetable import MigrationPte, PmdMap, SwapPte
+from rmaplab.scenario.ast import Op, Scenario
+from rmaplab.scenario.ops import NotApplicable, Run
+from rmaplab.scenario.parse import ScenarioParser
 from rmaplab.scenario.run import apply_op
 
 #: a small litmus for the examples
@@ -63,8 +69,8 @@ SAMPLE = """\
 init:
 P0 mmap @0 8 rw
 P0 write 0..0
-thread A: fork P0 P1
-thread B: try_to_unmap P0 0
+thread A: P0 fork P1
+thread B: P0 try_to_unmap 0
 """
 
 _THREAD = re.compile(r"thread\s+([A-Z])\s*:\s*(.+)$")
@@ -73,10 +79,11 @@ _THREAD = re.compile(r"thread\s+([A-Z])\s*:\s*(.+)$")
 @dataclass
 class ThreadSpec:
     name: str
-    verb: str
-    args: list[str]
-    text: str
-    line: int
+    op: Op
+
+    @property
+    def text(self) -> str:
+        return self.op.text
 
 
 @dataclass
@@ -90,21 +97,24 @@ class Litmus:
         for h in self.header:
             m = re.match(r"expect:\s*(.*)", h)
             if m:
-                return dict(kv.split("=", 1) for kv in m.group(1).split())
+                out = {}
+                for kv in m.group(1).split():
+                    d, eq, v = kv.partition("=")
+                    if not eq or v not in ("PASS", "VIOLATION"):
+                        raise ScenarioError(self.path, 0, f"bad expect entry {kv!r}: use "
+                                                          "DESIGN=PASS or DESIGN=VIOLATION")
+                    out[d] = v
+                return out
         return {}
 
 
-VERBS = {"fork": 2, "exit": 1, "mremap": 4, "split": 2, "munmap": 2, "mprotect": 3,
-         "thp_split": 2,
-         "try_to_unmap": 2, "migrate": 2, "referenced": 2}
-
-
 def parse_litmus(text: str, path: str = "<litmus>") -> Litmus:
+    """A litmus file: header, ``init:`` scenario lines, ``thread X: LINE``."""
     header: list[str] = []
     sp = ScenarioParser(path)
     threads: list[ThreadSpec] = []
     section = "header"
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.split("\n"), 1):
         body, _, comment = raw.partition("#")
         s = body.strip()
         if not s:
@@ -112,25 +122,34 @@ def parse_litmus(text: str, path: str = "<litmus>") -> Litmus:
                 header.append(comment.strip())
             continue
         if s == "init:":
+            if section != "header":
+                raise ScenarioError(path, n, "'init:' after the threads or twice")
             section = "init"
             continue
         m = _THREAD.match(s)
         if m:
+            if section == "header":
+                raise ScenarioError(path, n, "threads come after an 'init:' section")
             section = "threads"
-            name, stmt = m.group(1), m.group(2).split()
+            name = m.group(1)
             if any(t.name == name for t in threads):
                 raise ScenarioError(path, n, f"thread {name} defined twice")
-            if not stmt or stmt[0] not in VERBS:
-                raise ScenarioError(path, n, f"unknown thread statement {stmt[:1]}: expected one "
-                                             f"of {', '.join(VERBS)}")
-            if len(stmt) - 1 != VERBS[stmt[0]]:
-                raise ScenarioError(path, n, f"{stmt[0]} takes {VERBS[stmt[0]]} arguments")
-            threads.append(ThreadSpec(name, stmt[0], stmt[1:], m.group(2).strip(), n))
+            # each thread starts from the initial state: parse it against a
+            # copy of the processes init leaves
+            live, ever, ops = set(sp.live), set(sp.ever), len(sp.sc.ops)
+            op = sp.feed(n, m.group(2))
+            sp.live, sp.ever = live, ever
+            del sp.sc.ops[ops:]
+            assert op is not None
+            if op.proc is None:
+                raise ScenarioError(path, n, f"thread {name}: '{op.text}' is not an operation "
+                                             "of a process")
+            threads.append(ThreadSpec(name, op))
             continue
         if section != "init":
             raise ScenarioError(path, n, "expected 'init:' or 'thread X: ...'")
         sp.feed(n, raw)
-    if len(threads) < 1:
+    if not threads:
         raise ScenarioError(path, 1, "a litmus file needs at least one 'thread X:' line")
     return Litmus(path, header, sp.sc, threads)
 
@@ -138,120 +157,74 @@ def parse_litmus(text: str, path: str = "<litmus>") -> Litmus:
 def load_litmus(path: str | Path) -> Litmus:
     p = str(path)
     try:
-        return parse_litmus(Path(p).read_text(), p)
+        text = Path(p).read_bytes().decode("utf-8")
     except OSError as e:
         raise ScenarioError(p, 0, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise ScenarioError(p, line, "not a text file (UTF-8 expected)") from None
+    return parse_litmus(text, p)
 
 
 # ------------------------------------------------------------------ executions
-def _folio_at(w: World, proc: str, page_no: int, path: str, line: int) -> Any:
-    e = w.m.mm(proc).pt.entry(ARENA_VPN + page_no)
-    if e is None or e.folio.zero or not e.folio.anon:
-        raise ScenarioError(path, line, f"{proc} maps no anonymous folio at page {page_no} "
-                                        "after init")
-    return e.folio
-
-
-def _page(arg: str, path: str, line: int) -> int:
-    if not arg.isdigit():
-        raise ScenarioError(path, line, f"bad page {arg!r}")
-    return int(arg)
+_FINISHED = object()
 
 
 class Execution:
-    """One execution of a litmus under one design, step by step."""
+    """One execution of a litmus under one design, step by step: the initial
+    state is built sequentially, then each thread's operation runs in a
+    greenlet on the machine whose ``sync`` is the scheduler's."""
 
     def __init__(self, lit: Litmus, design: str, model: Model | None = None) -> None:
         m = Machine(make_design(design))
         for op in lit.init.ops:
             apply_op(m, op)
-        self.w = World(m, model or Model())
+        self.m = m
+        self.w = World(model or Model())
         self.lit = lit
-        self.threads: dict[str, Any] = {}
+        self.sched = greenlet.getcurrent()
+        m.sync = ExploreSync(self.w, self.sched)
+        self.runs: dict[str, Run] = {}
+        self.threads: dict[str, greenlet] = {}
         self.pending: dict[str, Step] = {}
-        self.history: dict[str, list[str]] = {}
-        self.folios: dict[str, Any] = {}
+        self.returns: dict[str, int] = {}
         for ts in lit.threads:
-            self.threads[ts.name] = self._make(ts)
-            self.history[ts.name] = []
+            try:
+                run = ts.op.action.start(m, ts.op.proc)  # type: ignore[arg-type]
+            except NotApplicable as e:
+                raise ScenarioError(lit.path, ts.op.line, f"thread {ts.name}: {e}") from None
+            self.runs[ts.name] = run
+            self.threads[ts.name] = greenlet(run.run)
         for name in self.threads:
             self._advance(name, None)
         self.schedule: list[str] = []
         self.current: str | None = None
         self.preemptions = 0
 
-    def _make(self, ts: ThreadSpec):  # type: ignore[no-untyped-def]
-        """The thread's generator, after checking that its statement makes
-        sense in the initial state (one clear line if not)."""
-        w, a, p, ln = self.w, ts.args, self.lit.path, ts.line
+    def close(self) -> None:
+        """Kill the threads still suspended (each unwinds without stopping)."""
+        sync = self.m.sync
+        if isinstance(sync, ExploreSync) and not sync.closing:
+            sync.closing = True
+            for g in self.threads.values():
+                if g and not g.dead:
+                    g.throw(greenlet.GreenletExit)
 
-        def fail(msg: str) -> ScenarioError:
-            return ScenarioError(p, ln, f"thread {ts.name}: {msg}")
-
-        if a and a[0] not in w.m.procs:
-            raise fail(f"no process {a[0]} after init")
-        mm = w.m.mm(a[0])
-
-        def vma_at(pg: int) -> Any:
-            v = mm.vmas.find(ARENA_VPN + pg)
-            if v is None:
-                raise fail(f"{a[0]} maps nothing at page {pg}")
-            return v
-
-        def whole(rng: str) -> tuple[int, int, list[Any]]:
-            lo_s, _, hi_s = rng.partition("..")
-            lo, hi = _page(lo_s, p, ln), _page(hi_s or lo_s, p, ln)
-            vs = mm.vmas.overlapping(ARENA_VPN + lo, ARENA_VPN + hi + 1)
-            if not vs or any(v.start < ARENA_VPN + lo or v.end > ARENA_VPN + hi + 1 for v in vs):
-                raise fail(f"{rng} must cover whole VMAs of {a[0]}")
-            return lo, hi, vs
-
-        if ts.verb == "fork":
-            if a[1] in w.m.procs:
-                raise fail(f"{a[1]} already exists")
-            return paths.fork_path(w, ts.name, a[0], a[1])
-        if ts.verb == "exit":
-            return paths.exit_path(w, ts.name, a[0])
-        if ts.verb == "mremap":
-            if not a[3].startswith("@"):
-                raise fail("mremap needs @NEW")
-            old, n, new = _page(a[1], p, ln), _page(a[2], p, ln), _page(a[3][1:], p, ln)
-            v = vma_at(old)
-            if old + n > v.end - ARENA_VPN or n < 1:
-                raise fail(f"pages {old}..{old + n - 1} are not inside one VMA")
-            if mm.vmas.overlapping(ARENA_VPN + new, ARENA_VPN + new + n):
-                raise fail(f"the destination {new}..{new + n - 1} is not free")
-            return paths.mremap_path(w, ts.name, a[0], old, n, new)
-        if ts.verb == "split":
-            at = _page(a[1], p, ln)
-            if vma_at(at).start == ARENA_VPN + at:
-                raise fail(f"page {at} is already the start of a VMA: nothing to split")
-            return paths.split_path(w, ts.name, a[0], at)
-        if ts.verb == "munmap":
-            lo, hi, _ = whole(a[1])
-            return paths.munmap_path(w, ts.name, a[0], lo, hi)
-        if ts.verb == "mprotect":
-            lo, hi, vs = whole(a[1])
-            prot = parse_prot(a[2])
-            if prot is None:
-                raise fail(f"bad protection {a[2]!r}")
-            if len(vs) != 1:
-                raise fail(f"{a[1]} must be exactly one VMA (a pure merge, no split)")
-            return paths.merge_path(w, ts.name, a[0], lo, hi, prot)
-        if ts.verb == "thp_split":
-            return paths.thp_split_path(w, ts.name, a[0], _page(a[1], p, ln))
-        folio = _folio_at(w, a[0], _page(a[1], p, ln), p, ln)
-        folio.pins += 1  # the caller's reference (isolated from the LRU)
-        self.folios[ts.name] = folio
-        fn: Callable[..., Any] = {"try_to_unmap": paths.try_to_unmap, "migrate": paths.migrate,
-                                  "referenced": paths.folio_referenced}[ts.verb]
-        return fn(w, ts.name, folio)
+    def __del__(self) -> None:
+        self.close()
 
     def _advance(self, t: str, value: Any) -> None:
-        try:
-            self.pending[t] = self.threads[t].send(value)
-        except StopIteration:
+        """Run thread ``t`` up to its next point."""
+        self.w.current = t
+        g = self.threads[t]
+        out = g.switch(value) if g else g.switch()  # a greenlet not started is false
+        if isinstance(out, Step):
+            self.pending[t] = out
+        else:
             self.pending.pop(t, None)
+            self.returns[t] = int(out or 0)
+            if out:
+                self.w.trace.append([t, f"=> returns {out}"])
 
     def enabled(self) -> list[str]:
         out = []
@@ -274,7 +247,7 @@ class Execution:
         self.schedule.append(t)
         w.trace.append([t, s.label])
         value: Any = None
-        lk: Any = s.lock  # set for lock, trylock and unlock steps
+        lk: Any = s.lock
         if s.kind == "lock":
             why = w.model.lock_order and w.locks.order_violation(t, lk)
             if why:
@@ -294,71 +267,54 @@ class Execution:
         elif s.sleeps and w.locks.rcu.get(t, 0):
             w.violate(t, f"{t} may sleep inside an RCU read-side section ({s.label})")
         self._advance(t, value)
-        self.history[t].append(w.trace[-1][1] if w.trace[-1][0] == t else s.label)
 
     def key(self) -> tuple[Any, ...]:
-        """The state for the cache: every thread's position and local
-        variables (through its chain of ``yield from``), the locks, RCU
-        nesting and the shared state.  Two schedules reaching the same key
-        have the same futures."""
+        """The state for the cache: every thread's stack (position and local
+        variables of each frame), the locks, RCU nesting, the machine and
+        the design.  Two schedules reaching the same key have the same
+        futures."""
         return (tuple((t, _thread_state(g)) for t, g in sorted(self.threads.items())),
                 self.w.locks.snapshot(), tuple(sorted(self.w.locks.rcu.items())),
-                fingerprint(self.w), self.current)
+                fingerprint(self), self.current)
 
     def end_violations(self) -> list[str]:
         """Properties that hold when every thread has finished."""
-        w = self.w
-        out: list[str] = paths.map_count_errors(w)  # the model's own consistency
+        out = [f"model error: {e}" for e in self.m.check_structures()]
         for ts in self.lit.threads:
-            t = ts.name
-            folio = self.folios.get(t)
-            if folio is None or w.results.get(t) != "success":
-                continue
-            if ts.verb == "try_to_unmap":
-                left = paths.mappings_of(w, folio)
-                for mm_id, vpn in sorted(left)[:1]:
-                    name = next(mm.name for mm in w.all_mms() if mm.id == mm_id)
-                    out.append(f"try_to_unmap ({t}) completed but {name} still maps folio "
-                               f"{folio.id} at {paths.page(vpn)} (missed mapping)")
-            elif ts.verb == "migrate":
-                for mm, vpn in paths.migration_entries(w, folio)[:1]:
-                    out.append(f"migration ({t}) finished but {mm.name} keeps a migration entry "
-                               f"at {paths.page(vpn)} (stale: the process would wait forever)")
-            elif ts.verb == "referenced":
-                start = w.named.get(f"{t}:start", set())
-                end = w.named.get(f"{t}:end", set())
-                missed = (start & end) - w.visited.get(t, set())
-                for mm_id, vpn in sorted(missed)[:1]:
-                    name = next(mm.name for mm in w.all_mms() if mm.id == mm_id)
-                    out.append(f"folio_referenced ({t}) missed {name} {paths.page(vpn)}, "
-                               "mapped throughout its walk")
+            v = self.runs[ts.name].check(self.m, ts.name)
+            if v:
+                out.append(v)
         return out
 
 
-def _thread_state(gen: Any) -> tuple[Any, ...]:
-    """Position and locals of a generator and of those it delegates to."""
+def _thread_state(g: greenlet) -> tuple[Any, ...]:
+    """Position and locals of every frame of a suspended greenlet."""
+    if g.dead:
+        return ("finished",)
     out: list[Any] = []
-    while gen is not None:
-        fr = getattr(gen, "gi_frame", None)
-        if fr is None:
-            out.append("finished")
-            break
+    fr: FrameType | None = g.gr_frame
+    while fr is not None:
         out.append((fr.f_code.co_name, fr.f_lasti,
-                     tuple(sorted((k, _canon(v)) for k, v in fr.f_locals.items()))))
-        gen = getattr(gen, "gi_yieldfrom", None)
+                    tuple(sorted((k, _canon(v)) for k, v in fr.f_locals.items()))))
+        fr = fr.f_back
     return tuple(out)
 
 
+_SKIP = frozenset({"Machine", "ExploreSync", "World", "Execution", "greenlet"})
+
+
 def _canon(v: Any, depth: int = 0) -> Any:
-    """A hashable stand-in for a thread-local value: model objects by their
-    kind and id (their contents are in the fingerprint), containers by their
-    elements, everything else by value or by type."""
+    """A hashable stand-in for a thread-local value: model objects (those
+    with an integer ``id``) by kind and id (their contents are in the
+    fingerprint), the machine and the scheduler by kind, containers and
+    other slotted records by their contents, functions by name."""
     if v is None or isinstance(v, (bool, int, str, float)):
         return v
-    if depth > 4:
-        return type(v).__name__
+    name = type(v).__name__
+    if depth > 5 or name in _SKIP:
+        return name
     if isinstance(v, (list, tuple)):
-        return (type(v).__name__, tuple(_canon(x, depth + 1) for x in v))
+        return (name, tuple(_canon(x, depth + 1) for x in v))
     if isinstance(v, (set, frozenset)):
         return ("set", tuple(sorted(repr(_canon(x, depth + 1)) for x in v)))
     if isinstance(v, dict):
@@ -366,68 +322,61 @@ def _canon(v: Any, depth: int = 0) -> Any:
                                      for k, x in v.items())))
     ident = getattr(v, "id", None)
     if isinstance(ident, int):
-        return (type(v).__name__, ident)
-    name = getattr(v, "name", None)  # an Mm: name is its identity
-    if isinstance(name, str):
-        return (type(v).__name__, name)
-    return type(v).__name__
+        return (name, ident)
+    if callable(v):
+        return (name, getattr(v, "__qualname__", ""))
+    slots = getattr(type(v), "__slots__", None)
+    if slots:
+        return (name, tuple(_canon(getattr(v, s, None), depth + 1) for s in slots))
+    d = getattr(v, "__dict__", None)
+    if d is not None:
+        return (name, tuple(sorted((k, _canon(x, depth + 1)) for k, x in d.items())))
+    return name
 
 
-def fingerprint(w: World) -> tuple[Any, ...]:
-    """Shared state (stable ids): VMAs, page-table entries, folio anchors."""
+def machine_state(m: Machine) -> tuple[Any, ...]:
+    """The machine's state (stable ids): tasks, VMAs, page-table entries,
+    folios and their rmap anchors, and the design's own state."""
+    d = m.design
+    anchor = d.anchor_name
     mms = []
-    for mm in sorted(w.all_mms(), key=lambda m: m.id):
-        vmas = tuple((v.id, v.start, v.end, v.pgoff, _anchor(v.anon_vma), v.detached)
+    for mm in sorted(m.mms.values(), key=lambda x: x.id):
+        vmas = tuple((v.id, v.start, v.end, v.pgoff, v.flags, anchor(v.anon_vma), v.detached)
                      for v in mm.vmas)
         ents: list[Any] = []
         for b, e in sorted(mm.pt.pmd.items()):
-            if isinstance(e, PmdMap):
-                ents.append((b, "pmd", e.folio.id))
-            else:
-                ents.append((b, tuple((v, type(x).__name__, x.folio.id, x.idx)
-                                      for v, x in sorted(e.items()))))
+            if type(e) is dict:
+                ents.append((b, tuple((v, type(x).__name__, _entry(x))
+                                      for v, x in sorted(e.items(), key=lambda t: t[0]))))
+            elif isinstance(e, PmdMap):
+                ents.append((b, type(e).__name__, e.folio.id, e.write))
         mms.append((mm.id, mm.alive, vmas, tuple(ents)))
-    folios = tuple((f.id, _anchor(f.mapping), f.mapcount, f.pins)
-                   for f in w.m.anon_folios.values())
-    return (tuple(mms), folios, tuple(sorted(w.freed_tables)), _design_state(w),
-            tuple(sorted((k, repr(v)) for k, v in w.results.items())),
-            tuple(sorted((k, tuple(sorted(v))) for k, v in w.visited.items())),
-            tuple(sorted(w.named.get("mt_destroyed", ()))))
+    folios = tuple((f.id, anchor(f.mapping), f.index, f.mapcount, f.pins, f.excl,
+                    tuple(s.id for s in f.swap) if f.swap else None)
+                   for f in m.anon_folios.values())
+    return (tuple(mms), folios, tuple(sorted((t.name, t.mm.id) for t in m.tasks.values())),
+            d.state_key())
 
 
-def _design_state(w: World) -> tuple[Any, ...]:
-    """What a design keeps beside the VMAs: reference counts, trees, retained
-    roots, contexts (so that two states merged by the cache really are one)."""
-    d = w.d
-    avs: dict[int, Any] = {}
-    for mm in w.all_mms():
-        for v in mm.vmas:
-            if isinstance(v.anon_vma, AnonVma):
-                avs[v.anon_vma.id] = v.anon_vma
-    for f in w.m.anon_folios.values():
-        if isinstance(f.mapping, AnonVma):
-            avs[f.mapping.id] = f.mapping
-    for av in list(avs.values()):
-        avs[av.root.id] = av.root
-    out: list[Any] = [tuple((i, a.refcount, a.freed, a.root.id, a.num_children,
-                             tuple(sorted(x.vma.id for x in a.avcs)))
-                            for i, a in sorted(avs.items()))]
-    if isinstance(d, LazyDesign):
-        out.append(tuple(sorted(v.id for v in d.retained)))
-        out.append(tuple(sorted(d.freed_roots)))
-        out.append(tuple(sorted((v.id, st(v).pins, tuple(sorted(x.id for x in st(v).members)))
-                                for mm in w.all_mms() for v in mm.vmas if v.design is not None)))
-    if isinstance(d, CowContextDesign):
-        out.append(tuple((c.id, c.refcnt, c.freed, c.parent.id if c.parent else None,
-                          tuple(k.id for k in c.children))
-                         for c in sorted(d.contexts.values(), key=lambda c: c.id)))
-    return tuple(out)
+def fingerprint(ex: Execution) -> tuple[Any, ...]:
+    """:func:`machine_state` plus what the checks track: freed page tables
+    and maple trees, and the threads that returned."""
+    w = ex.w
+    return (machine_state(ex.m), tuple(sorted(w.freed_tables)), tuple(sorted(w.mt_destroyed)),
+            tuple(sorted(ex.returns.items())))
 
 
-def _anchor(x: Any) -> Any:
-    if x is None:
-        return None
-    return (type(x).__name__, getattr(x, "id", 0))
+def _entry(x: Any) -> Any:
+    if type(x) is SwapPte:
+        return (x.slot.id, x.slot.count, x.exclusive)
+    if type(x) is MigrationPte:
+        return (x.folio.id, x.idx, x.write)
+    return (x.folio.id, x.idx, x.write)
+
+
+def digest(key: tuple[Any, ...]) -> bytes:
+    """A fixed-size digest of a state key (16 bytes of BLAKE2b)."""
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
 
 
 # ---------------------------------------------------------------- exploration
@@ -496,24 +445,26 @@ def run_schedule(lit: Litmus, design: str, schedule: list[str],
     """
     ex = replay(lit, design, schedule, model)
     what = _finish(ex)
-    r = Result(design, "VIOLATION" if what else "PASS", 0, 1, what or "", list(ex.schedule),
-               [list(e) for e in ex.w.trace], lit.threads)
-    return r
+    return Result(design, "VIOLATION" if what else "PASS", 0, 1, what or "", list(ex.schedule),
+                  [list(e) for e in ex.w.trace], lit.threads)
 
 
 def explore(lit: Litmus, design: str, bound: int | None = 3, max_executions: int = 200_000,
-            cache: bool = True, model: Model | None = None, every: bool = False) -> Result:
+            cache: bool = True, model: Model | None = None, every: bool = False,
+            check_digests: bool = False) -> Result:
     """Exhaustive DFS within ``bound`` preemptions (None: unbounded), with
     state caching (``cache=False`` explores every schedule: for testing the
-    cache).  Stops at the first violation, unless ``every``: then the search
-    goes on and ``Result.others`` holds one counterexample per further kind
-    of violation (numbers and names stripped, as in fuzzing).
+    cache; ``check_digests`` keeps every full key to prove no two states
+    share a digest).  Stops at the first violation, unless ``every``: then
+    the search goes on and ``Result.others`` holds one counterexample per
+    further kind of violation (numbers and names stripped, as in fuzzing).
 
     Cost: one replay per explored branch, each O(steps); the number of
     branches is bounded by states x threads with the cache."""
     if bound is None:
         bound = 1 << 30
-    seen: dict[tuple[Any, ...], int] = {}
+    seen: dict[bytes, int] = {}
+    full: dict[bytes, tuple[Any, ...]] = {}
     stack: list[list[str]] = [[]]
     executions = 0
     complete = True
@@ -543,7 +494,12 @@ def explore(lit: Litmus, design: str, bound: int | None = 3, max_executions: int
             if ex.done():
                 break
             en = ex.enabled()
-            k = ex.key()
+            key = ex.key()
+            k = digest(key)
+            if check_digests:
+                old = full.setdefault(k, key)
+                if old != key:
+                    raise AssertionError(f"two states share the digest {k.hex()}")
             prev = seen.get(k)
             if cache and prev is not None and prev <= ex.preemptions:
                 break
@@ -575,7 +531,7 @@ def explore_random(lit: Litmus, design: str, runs: int = 1000, depth: int = 3,
                    seed: int = 1, model: Model | None = None) -> Result:
     """PCT: random thread priorities, ``depth - 1`` random priority drops."""
     rng = random.Random(seed)
-    states: set[tuple[Any, ...]] = set()
+    states: set[bytes] = set()
     length = 200
     for n in range(runs):
         ex = Execution(lit, design, model)
@@ -593,7 +549,7 @@ def explore_random(lit: Litmus, design: str, runs: int = 1000, depth: int = 3,
             en = ex.enabled()
             if not en:
                 return _result(lit, design, ex, _deadlock(ex), len(states), n + 1)
-            states.add(ex.key())
+            states.add(digest(ex.key()))
             t = max(en, key=lambda x: prio[x])
             if changes and i == changes[0]:
                 changes.pop(0)

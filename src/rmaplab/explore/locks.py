@@ -14,9 +14,9 @@ order (a trylock cannot deadlock and is exempt).  RCU read-side sections
 are tracked separately: a thread must not sleep inside one.
 
 >>> t = LockTable()
->>> t.acquire("A", ("ptl", 1, 2), "x")
+>>> t.acquire("A", ("ptl", "P0", (0x6F0000000000 >> 12 >> 9)), "x")
 >>> t.order_violation("A", ("folio", 7))
-'takes folio 7 while holding ptl 1 2 (order: folio before ptl)'
+'takes folio 7 while holding ptl P0 pmd 0 (order: folio before ptl)'
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ Lock = tuple[Hashable, ...]  # (class, identity...)
 
 
 def lock_name(lock: Lock) -> str:
+    """How a trace names a lock: ``mmap P0``, ``vma 3``, ``ptl P0 pmd 0``
+    (the PMD counted from the arena's first), ``anon_vma 1``, ``folio 7``.
+
+    >>> lock_name(("ptl", "P0", (0x6F0000000000 >> 12 >> 9) + 2))
+    'ptl P0 pmd 2'
+    """
+    if lock and lock[0] == "ptl" and len(lock) == 3:
+        from rmaplab.machine.constants import ARENA_VPN
+
+        return f"ptl {lock[1]} pmd {int(lock[2]) - (ARENA_VPN >> 9)}"  # type: ignore[call-overload]
     return " ".join(str(x) for x in lock)
 
 

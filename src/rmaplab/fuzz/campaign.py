@@ -107,7 +107,7 @@ def observables(sc_text: str | Scenario, design: str) -> list[tuple[Any, ...]]:
         line = apply_op(m, op)
         err = line if line and line.startswith("error") else None
         ranges = []
-        for name in sorted(m.procs):
+        for name in sorted(m.tasks):
             cur: list[Any] | None = None
             for a, b, p in m.maps(name):
                 if cur and cur[1] + 1 == a and cur[2] == p:
@@ -266,7 +266,7 @@ def diagram(lines: list[str], design: str) -> list[str]:
     except Exception:
         return ["#   (the scenario stops with an exception)"]
     out = []
-    for name in sorted(m.procs, key=lambda n: int(n[1:])):
+    for name in sorted(m.tasks, key=lambda n: int(n[1:])):
         cells = []
         prev_end = None
         for a, b, p in m.maps(name):

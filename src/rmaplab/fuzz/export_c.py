@@ -15,20 +15,18 @@ True
 
 from __future__ import annotations
 
+from rmaplab.errors import ScenarioError
+from rmaplab.kernel.runner import RUNTIME_SRC
 from rmaplab.machine.constants import ARENA_BASE, ARENA_PAGES, PAGE_SIZE
-from rmaplab.scenario.ast import (
-    MADVISE,
+from rmaplab.scenario.ast import Scenario
+from rmaplab.scenario.ops import (
     Exit,
     Fork,
-    Madvise,
+    KernelArgs,
     Maps,
     Measure,
-    Mmap,
-    Mprotect,
-    Mremap,
-    Munmap,
-    Scenario,
-    Touch,
+    c_do_op,
+    kernel_kind,
 )
 
 _PROLOGUE = r"""
@@ -46,9 +44,10 @@ _PROLOGUE = r"""
 #include <unistd.h>
 
 #define PG 4096UL
+#define PAGE PG
 #define ARENA 0x%(arena)xUL
 #define ARENA_END (ARENA + %(arena_pages)dUL * PG)
-enum { MMAP, TOUCH_R, TOUCH_W, MPROTECT, MUNMAP, MREMAP, MADVISE, FORK, EXIT, MEASURE, MAPS };
+enum { FORK = %(fork)d, EXIT = %(exit)d, MEASURE = %(measure)d, MAPS = %(maps)d };
 struct op { int line, proc, kind, child; unsigned long x[6]; };
 """
 
@@ -56,56 +55,23 @@ _BODY = r"""
 static int cmd[NPROC][2], rep[NPROC][2];
 static pid_t pids[NPROC];
 static int fds[NFILES > 0 ? NFILES : 1];
-static sigjmp_buf env;
-static volatile sig_atomic_t touching;
+#define FD(i) ((i) < (unsigned long)NFILES ? fds[i] : -1)
 
-static void on_fault(int sig) { (void)sig; if (touching) siglongjmp(env, 1); _exit(99); }
+@RUNTIME@
 
-static long touch(unsigned long a, unsigned long n, int w)
-{
-	static volatile unsigned long i;
-	i = 0;
-	if (sigsetjmp(env, 1)) { touching = 0; return -EFAULT; }
-	touching = 1;
-	for (; i < n; i++) {
-		volatile char *p = (volatile char *)(a + i * PG);
-		if (w) *p = 1; else (void)*p;
-	}
-	touching = 0;
-	return 0;
-}
-
-static long sys(long r) { return r == -1 ? -errno : 0; }
+@DO_OP@
 
 static void worker(int me);
 
-static long do_op(const struct op *o, int me)
+static long run_op(const struct op *o)
 {
-	const unsigned long *x = o->x;
-	switch (o->kind) {
-	case MMAP: {
-		int fd = (long)x[4] >= 0 ? fds[x[4]] : -1;
-		if (fd >= 0) {
-			off_t need = (off_t)(x[5] + x[1]);
-			if (lseek(fd, 0, SEEK_END) < need && ftruncate(fd, need)) return -errno;
-		}
-		return sys(syscall(SYS_mmap, x[0], x[1], x[2], x[3], fd, x[5]));
-	}
-	case TOUCH_R: return touch(x[0], x[1], 0);
-	case TOUCH_W: return touch(x[0], x[1], 1);
-	case MPROTECT: return sys(syscall(SYS_mprotect, x[0], x[1], x[2]));
-	case MUNMAP: return sys(syscall(SYS_munmap, x[0], x[1]));
-	case MREMAP: return sys(syscall(SYS_mremap, x[0], x[1], x[2], x[3], x[4]));
-	case MADVISE: return sys(syscall(SYS_madvise, x[0], x[1], x[2]));
-	case FORK: {
+	if (o->kind == FORK) {
 		pid_t p = fork();
 		if (p == 0) worker(o->child);
 		return p < 0 ? -errno : p;
 	}
-	case EXIT: _exit(0);
-	}
-	(void)me;
-	return -EINVAL;
+	if (o->kind == EXIT) _exit(0);
+	return do_op(o->kind, o->x);
 }
 
 static void worker(int me)
@@ -113,7 +79,7 @@ static void worker(int me)
 	for (;;) {
 		int k;
 		if (read(cmd[me][0], &k, sizeof(k)) != sizeof(k)) _exit(0);
-		long r = do_op(&ops[k], me);
+		long r = run_op(&ops[k]);
 		if (write(rep[me][1], &r, sizeof(r)) != sizeof(r)) _exit(98);
 	}
 }
@@ -255,8 +221,7 @@ int main(void)
 	measured = mmap(NULL, sizeof(long[2]) * NOPS, PROT_READ | PROT_WRITE,
 			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (measured == MAP_FAILED) return 3;
-	signal(SIGSEGV, on_fault);
-	signal(SIGBUS, on_fault);
+	install_fault_handler();
 	setvbuf(stdout, NULL, _IONBF, 0);
 	objects("anon_vma");  /* warm up: stdio and the heap exist before any run */
 	printf("%s", "");
@@ -278,51 +243,16 @@ def export_c(sc: Scenario) -> str:
     errnames = sorted({"EFAULT", "ENOMEM", "EINVAL", "EEXIST", "EACCES", "EPERM", "EAGAIN",
                        "EBUSY", "EOVERFLOW", "ENODEV"})
 
-    def addr(page: int) -> int:
-        return ARENA_BASE + page * PAGE_SIZE
-
+    k = KernelArgs(lambda page: ARENA_BASE + page * PAGE_SIZE, files.__getitem__)
     for op in sc.ops:
         a = op.action
+        if a.model_only:
+            raise ScenarioError(sc.path, op.line, f"'{op.text}' exists only in the model: "
+                                "it has no C encoding")
         p = idx.get(op.proc, 0) if op.proc else 0
-        x = [0] * 6
-        child = 0
-        if isinstance(a, Mmap):
-            kind = "MMAP"
-            flags = 0x100000 | (0x01 if a.shared else 0x02) | (0x20 if a.file is None else 0)
-            flags |= 0x8000 if a.populate else 0  # MAP_POPULATE
-            x = [addr(a.start), a.npages * PAGE_SIZE, a.prot, flags,
-                 files[a.file] if a.file is not None else -1, a.off * PAGE_SIZE]
-        elif isinstance(a, Touch):
-            kind = "TOUCH_W" if a.write else "TOUCH_R"
-            x[:2] = [addr(a.first), a.last - a.first + 1]
-        elif isinstance(a, Mprotect):
-            kind = "MPROTECT"
-            x[:3] = [addr(a.first), (a.last - a.first + 1) * PAGE_SIZE, a.prot]
-        elif isinstance(a, Munmap):
-            kind = "MUNMAP"
-            x[:2] = [addr(a.first), (a.last - a.first + 1) * PAGE_SIZE]
-        elif isinstance(a, Mremap):
-            kind = "MREMAP"
-            flags = (1 if a.maymove else 0) | (4 if a.dontunmap else 0)
-            new = 0
-            if a.new_start is not None:
-                flags |= 2
-                new = addr(a.new_start)
-            x[:5] = [addr(a.old_start), a.old_len * PAGE_SIZE, a.new_len * PAGE_SIZE, flags, new]
-        elif isinstance(a, Madvise):
-            kind = "MADVISE"
-            x[:3] = [addr(a.first), (a.last - a.first + 1) * PAGE_SIZE, MADVISE[a.advice]]
-        elif isinstance(a, Fork):
-            kind = "FORK"
-            child = idx[a.child]
-        elif isinstance(a, Exit):
-            kind = "EXIT"
-        elif isinstance(a, Measure):
-            kind = "MEASURE"
-        elif isinstance(a, Maps):
-            kind = "MAPS"
-        else:  # pragma: no cover
-            raise AssertionError(a)
+        kind = kernel_kind(a)
+        child = idx[a.child] if isinstance(a, Fork) else 0
+        x = [0] * 6 if isinstance(a, (Fork, Exit, Measure, Maps)) else a.kernel_args(k)
         xs = ", ".join(f"{v:#x}UL" if v >= 0 else "(unsigned long)-1" for v in x)
         rows.append(f"\t{{ {op.line}, {p}, {kind}, {child}, {{ {xs} }} }}, /* {op.text} */")
     head = [
@@ -336,7 +266,9 @@ def export_c(sc: Scenario) -> str:
     err_fn += ["\t}", "\tstatic char buf[32];", '\tsnprintf(buf, sizeof(buf), "E%ld", e);',
                "\treturn buf;", "}"]
     parts = ["\n".join(head),
-             _PROLOGUE % {"arena": ARENA_BASE, "arena_pages": ARENA_PAGES},
+             _PROLOGUE % {"arena": ARENA_BASE, "arena_pages": ARENA_PAGES,
+                          "fork": kernel_kind(Fork("P1")), "exit": kernel_kind(Exit()),
+                          "measure": kernel_kind(Measure()), "maps": kernel_kind(Maps())},
              f"#define NPROC {len(names)}",
              f"#define NFILES {len(files)}",
              f"#define NOPS {max(1, len(sc.ops))}",
@@ -345,5 +277,5 @@ def export_c(sc: Scenario) -> str:
              "\n".join(rows) if rows else "\t{ 0, 0, MEASURE, 0, { 0 } },",
              "};",
              "\n".join(err_fn),
-             _BODY]
+             _BODY.replace("@RUNTIME@", RUNTIME_SRC.read_text()).replace("@DO_OP@", c_do_op())]
     return "\n".join(parts)

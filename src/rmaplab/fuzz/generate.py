@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from rmaplab.designs import make_design
 from rmaplab.machine.constants import HPAGE_PMD_NR
 from rmaplab.machine.machine import Machine
-from rmaplab.scenario.ast import Exit, Fork
+from rmaplab.scenario.ops import VERBS, Exit, Fork
 from rmaplab.scenario.parse import ScenarioParser
 from rmaplab.scenario.run import apply_op
 
@@ -47,12 +47,11 @@ class GenParams:
 #: campaign's checkpoint records it, so that a resumed campaign is the same)
 GENERATOR_VERSION = 2
 
-PROTS = ["rw"] * 6 + ["r"] * 2 + ["none", "rwx", "rx"]
-ADVICE = ["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "hugepage",
-          "nohugepage", "populate_read", "populate_write"]
+class Gen:
+    """The generator's state: the model it runs alongside, the live
+    processes, and the helpers each operation's ``draw`` uses to aim at the
+    VMAs a process has."""
 
-
-class _Gen:
     def __init__(self, seed: int, params: GenParams) -> None:
         self.r = random.Random(seed)
         self.p = params
@@ -148,68 +147,11 @@ class _Gen:
         return [self.op_line(kind, proc)]
 
     def op_line(self, kind: str, proc: str) -> str:
-        r = self.r
-        if len(self.vmas(proc)) < 2 and r.random() < 0.7:
+        if len(self.vmas(proc)) < 2 and self.r.random() < 0.7:
             kind = "mmap"  # give the process something to work on
-        if kind == "measure":
-            return "measure"
-        if kind == "maps":
-            return f"maps {proc}"
-        if kind == "mmap":
-            n = r.choice([1, 2, 4, 8, 16, 32, 64, HPAGE_PMD_NR, 2 * HPAGE_PMD_NR])
-            s = self.free_start(proc, n)
-            n = min(n, self.p.window - s)
-            opts = [r.choice(PROTS)]
-            if r.random() < 0.2 and self.p.files:
-                opts.append(f"file=F{r.randrange(self.p.files)}")
-                if r.random() < 0.5:
-                    opts.append(f"off={r.randrange(64)}")
-            if r.random() < 0.12:
-                opts.append("shared")
-            if r.random() < 0.05:
-                opts.append("populate")
-            return f"{proc} mmap @{s} {n} {' '.join(opts)}"
-        if kind in ("write", "read"):
-            a, b = self.some_range(proc)
-            return f"{proc} {kind} {a}..{b}"
-        if kind == "mprotect":
-            a, b = self.some_range(proc)
-            return f"{proc} mprotect {a}..{b} {r.choice(PROTS)}"
-        if kind == "munmap":
-            a, b = self.some_range(proc)
-            return f"{proc} munmap {a}..{b}"
-        if kind == "madvise":
-            a, b = self.some_range(proc)
-            return f"{proc} madvise {a}..{b} {r.choice(ADVICE)}"
-        if kind == "mremap":
-            a, b = self.some_range(proc)
-            old = b - a + 1
-            form = r.random()
-            if form < 0.35:
-                dest = self.free_start(proc, old)
-                extra = " dontunmap" if r.random() < 0.25 else ""
-                return f"{proc} mremap {a} {old} {old} @{dest}{extra}"
-            if form < 0.55:
-                new = max(1, old + r.choice([-3, -1, 1, 2, 8]))
-                return f"{proc} mremap {a} {old} {new}" + (" nomove" if r.random() < 0.3 else "")
-            if form < 0.7:
-                new = old + r.choice([0, 2, 16])
-                dest = self.free_start(proc, new)
-                return f"{proc} mremap {a} {old} {new} @{dest}"
-            if form < 0.8:
-                return f"{proc} mremap {a} {old} {old} dontunmap"
-            new = old + r.choice([1, 4, 64])
-            return f"{proc} mremap {a} {old} {new}"
-        if kind == "fork":
-            if len(self.alive) >= self.p.max_procs:
-                return f"{proc} write {'..'.join(map(str, self.some_range(proc)))}"
-            child = f"P{self.next_proc}"
-            self.next_proc += 1
-            return f"{proc} fork {child}"
-        # exit
-        if len(self.alive) <= 1:
-            return "measure"
-        return f"{proc} exit"
+        line = VERBS[kind].draw(self, proc, kind)
+        assert line is not None, f"{kind} is not drawn"
+        return line
 
     def run(self, nops: int) -> str:
         sp = ScenarioParser("<generated>")
@@ -231,4 +173,4 @@ class _Gen:
 
 def generate_scenario(seed: int, nops: int, params: GenParams | None = None) -> str:
     """Scenario text of ``nops`` random operations from ``seed``."""
-    return _Gen(seed, params or GenParams()).run(nops)
+    return Gen(seed, params or GenParams()).run(nops)

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rmaplab.errors import ScenarioError
+from rmaplab.scenario.ops import VERBS
 from rmaplab.scenario.parse import parse_text
 
 Predicate = Callable[[list[str]], bool]
@@ -100,17 +101,12 @@ def _shrink_numbers(lines: list[str], test: Predicate) -> list[str]:
 
 
 def _page_fields(toks: list[str]) -> list[int]:
-    """Indexes of the tokens of one line that hold page numbers."""
+    """Indexes of the tokens of one line that hold page numbers (each
+    operation says which: ``Action.page_tokens``)."""
     if len(toks) < 2:
         return []
-    verb = toks[1]
-    if verb == "mmap":
-        return [2]
-    if verb in ("write", "read", "mprotect", "munmap", "madvise"):
-        return [2]
-    if verb == "mremap":
-        return [2] + [i for i in range(5, len(toks)) if toks[i].startswith("@")]
-    return []
+    cls = VERBS.get(toks[1])
+    return cls.page_tokens(toks) if cls is not None and not cls.directive else []
 
 
 def _renumber(lines: list[str], test: Predicate) -> list[str]:

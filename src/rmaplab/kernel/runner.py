@@ -38,37 +38,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmaplab.errors import KernelUnavailable
+from rmaplab.errors import KernelUnavailable, ScenarioError
 from rmaplab.kernel.counters import Counter, make_counter
 from rmaplab.machine.constants import ARENA_BASE, ARENA_PAGES, PAGE_SIZE
-from rmaplab.scenario.ast import (
-    MADVISE,
-    Exit,
-    Fork,
-    Madvise,
-    Maps,
-    Measure,
-    Mmap,
-    Mprotect,
-    Mremap,
-    Munmap,
-    Op,
-    Scenario,
-    Touch,
-)
+from rmaplab.scenario.ast import Op, Scenario
+from rmaplab.scenario.ops import Exit, Fork, KernelArgs, Maps, Measure, c_do_op, kernel_kind
 from rmaplab.scenario.output import format_error, format_maps, format_measure
 
 LOCK_PATH = Path(os.environ.get("RMAPLAB_KERNEL_LOCK", "/tmp/rmaplab-kernel.lock"))
 WORKER_SRC = Path(__file__).with_name("worker.c")
+#: the C helpers of the operations' encodings, shared with the C export
+RUNTIME_SRC = Path(__file__).with_name("ops_runtime.c")
 
-MAP_SHARED = 0x01
-MAP_PRIVATE = 0x02
-MAP_ANONYMOUS = 0x20
-MAP_FIXED_NOREPLACE = 0x100000
-MAP_POPULATE = 0x8000
-MREMAP_MAYMOVE = 1
-MREMAP_FIXED = 2
-MREMAP_DONTUNMAP = 4
 PR_SET_CHILD_SUBREAPER = 36
 REPLY_TIMEOUT = 60.0
 
@@ -78,9 +59,16 @@ def cache_dir() -> Path:
     return Path(base) / "rmaplab"
 
 
+def worker_source() -> str:
+    """worker.c with the operations' ``do_op`` (generated from
+    :mod:`rmaplab.scenario.ops`) in place of its marker."""
+    return (WORKER_SRC.read_text().replace("/* @RUNTIME@ */", RUNTIME_SRC.read_text())
+            .replace("/* @DO_OP@ */", c_do_op()))
+
+
 def build_worker() -> Path:
-    """Compile worker.c once per source version; returns the binary's path."""
-    src = WORKER_SRC.read_bytes()
+    """Compile the worker once per source version; returns the binary's path."""
+    src = worker_source().encode()
     digest = hashlib.sha256(src).hexdigest()[:16]
     out = cache_dir() / f"worker-{digest}"
     if out.exists():
@@ -90,12 +78,16 @@ def build_worker() -> Path:
     if not cc:
         raise KernelUnavailable("no C compiler (cc/gcc) to build the kernel worker")
     tmp = out.with_suffix(f".tmp{os.getpid()}")
+    csrc = out.with_suffix(f".c.tmp{os.getpid()}")
+    csrc.write_bytes(src)
     for static in (["-static"], []):
-        r = subprocess.run([cc, "-O2", "-Wall", *static, "-o", str(tmp), str(WORKER_SRC)],
+        r = subprocess.run([cc, "-O2", "-Wall", *static, "-x", "c", "-o", str(tmp), str(csrc)],
                            capture_output=True, text=True)
         if r.returncode == 0:
             os.replace(tmp, out)
+            csrc.unlink()
             return out
+    csrc.unlink()
     raise KernelUnavailable(f"cannot compile {WORKER_SRC}: {r.stderr.strip().splitlines()[-1:]}")
 
 
@@ -229,7 +221,8 @@ class _Execution:
             self.fds[name] = fd
         p0 = Worker("P0", self.tmp)
         self.workers["P0"] = p0
-        self.popen = subprocess.Popen([str(self.bin), str(self.tmp), "P0"],
+        fds = [str(self.fds[name]) for name in self.sc.files]
+        self.popen = subprocess.Popen([str(self.bin), str(self.tmp), "P0", *fds],
                                       pass_fds=tuple(self.fds.values()), close_fds=True)
         p0.pid = self.popen.pid
         self.pids.add(p0.pid)
@@ -281,41 +274,11 @@ class _Execution:
             lines.append(format_error(op.line, v))
 
     def _command(self, a: object) -> str:
-        def addr(page: int) -> int:
-            return ARENA_BASE + page * PAGE_SIZE
-
-        if isinstance(a, Mmap):
-            fd = -1
-            flags = MAP_FIXED_NOREPLACE | (MAP_SHARED if a.shared else MAP_PRIVATE)
-            if a.populate:
-                flags |= MAP_POPULATE
-            if a.file is None:
-                flags |= MAP_ANONYMOUS
-            else:
-                fd = self.fds[a.file]
-                need = (a.off + a.npages) * PAGE_SIZE
-                if os.fstat(fd).st_size < need:
-                    os.ftruncate(fd, need)
-            return (f"mmap {addr(a.start)} {a.npages * PAGE_SIZE} {a.prot} {flags} {fd} "
-                    f"{a.off * PAGE_SIZE}")
-        if isinstance(a, Touch):
-            return f"touch {'w' if a.write else 'r'} {addr(a.first)} {a.last - a.first + 1}"
-        if isinstance(a, Mprotect):
-            return f"mprotect {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE} {a.prot}"
-        if isinstance(a, Munmap):
-            return f"munmap {addr(a.first)} {(a.last - a.first + 1) * PAGE_SIZE}"
-        if isinstance(a, Madvise):
-            n = (a.last - a.first + 1) * PAGE_SIZE
-            return f"madvise {addr(a.first)} {n} {MADVISE[a.advice]}"
-        if isinstance(a, Mremap):
-            flags = (MREMAP_MAYMOVE if a.maymove else 0) | (MREMAP_DONTUNMAP if a.dontunmap else 0)
-            new = 0
-            if a.new_start is not None:
-                flags |= MREMAP_FIXED
-                new = addr(a.new_start)
-            return (f"mremap {addr(a.old_start)} {a.old_len * PAGE_SIZE} "
-                    f"{a.new_len * PAGE_SIZE} {flags} {new}")
-        raise AssertionError(a)
+        """``op KIND X0..X5``: the operation's encoding (:mod:`rmaplab.scenario.ops`)."""
+        files = {name: i for i, name in enumerate(self.sc.files)}
+        k = KernelArgs(lambda page: ARENA_BASE + page * PAGE_SIZE, files.__getitem__)
+        args = a.kernel_args(k)  # type: ignore[attr-defined]
+        return f"op {kernel_kind(a)} " + " ".join(str(v) for v in args)  # type: ignore[arg-type]
 
     def _wait_exit(self, pid: int) -> None:
         deadline = time.monotonic() + REPLY_TIMEOUT
@@ -359,12 +322,21 @@ def control_scenario(sc: Scenario) -> Scenario:
     return Scenario(sc.path, ops, [], list(sc.header))
 
 
+def check_runnable(sc: Scenario) -> None:
+    """Refuse a scenario with an operation only the model has."""
+    for op in sc.ops:
+        if op.action.model_only:
+            raise ScenarioError(sc.path, op.line, f"'{op.text}' exists only in the model: "
+                                "the kernel runner cannot run it")
+
+
 def run_on_kernel(sc: Scenario, method: str = "trace", repeat: int | None = None) -> list[str]:
     """Run ``sc`` on the live kernel; output lines as ``rmaplab run`` prints them.
 
     The scenario and its control run are executed until ``repeat`` consecutive
     results agree (default: 1 for ``trace``, which is exact; 2 for ``slab``).
     """
+    check_runnable(sc)
     counter = make_counter(method)
     bin_ = build_worker()
     _set_subreaper()

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rmaplab.machine.constants import HPAGE_PMD_NR
+from rmaplab.machine.constants import short_page
 from rmaplab.machine.flags import VM_SOFTDIRTY
-from rmaplab.machine.pagetable import PmdMap
 from rmaplab.machine.vma import Vma
 
 if TYPE_CHECKING:
-    from rmaplab.designs.base import RmapDesign
     from rmaplab.machine.config import KernelConfig
+    from rmaplab.machine.design import Design
     from rmaplab.machine.folio import File
     from rmaplab.machine.mm import Mm
+    from rmaplab.machine.sync import Sync
 
 _NO_SOFTDIRTY = ~VM_SOFTDIRTY
 
@@ -67,14 +67,19 @@ def vmg_for_vma(prev: Vma | None, vma: Vma, start: int, end: int) -> Vmg:
 class VmaOps:
     """mm/vma.c, as a mixin of Machine."""
 
-    if TYPE_CHECKING:  # provided by Machine
-        design: RmapDesign
+    if TYPE_CHECKING:  # provided by Machine and the other mixins
+        design: Design
         config: KernelConfig
+        sync: Sync
         next_vma_id: int
 
-        def zap(self, mm: Mm, lo: int, hi: int, reclaim_pt: bool = False) -> None: ...
-
-        def split_pmd(self, mm: Mm, b: int) -> None: ...
+        def zap(self, mm: Mm, lo: int, hi: int, reclaim_pt: bool = False,
+                what: str = "zap") -> None: ...
+        def split_pmd_at(self, mm: Mm, vpn: int) -> None: ...
+        def free_pgtables(self, mm: Mm, vmas: list[Vma], floor: int, ceiling: int,
+                          mm_wr_locked: bool = True) -> None: ...
+        def vma_start_write(self, vma: Vma) -> None: ...
+        def vm_area_free(self, vma: Vma) -> None: ...
 
     # -- creation / removal ------------------------------------------------
     def new_vma(self, mm: Mm, start: int, end: int, pgoff: int, flags: int,
@@ -89,22 +94,6 @@ class VmaOps:
         new = self.new_vma(mm or vma.mm, vma.start, vma.end, vma.pgoff, vma.flags, vma.file)
         new.anon_vma = vma.anon_vma
         return new
-
-    def remove_vma(self, vma: Vma) -> None:
-        """Detach ``vma`` from its tree and free it (``vma_complete`` removal /
-        ``remove_vma``); its anon state must already be unlinked."""
-        vma.mm.vmas.remove(vma)
-        vma.detached = True
-        self.design.vma_removed(vma)
-
-    # -- THP boundaries ----------------------------------------------------
-    def split_pmd_at(self, mm: Mm, vpn: int) -> None:
-        """``split_huge_pmd_if_needed()``: a VMA boundary at ``vpn`` inside a
-        PMD mapping splits that mapping into PTEs."""
-        if vpn & (HPAGE_PMD_NR - 1):
-            e = mm.pt.pmd.get(vpn >> 9)
-            if e is not None and type(e) is PmdMap:
-                self.split_pmd(mm, vpn >> 9)
 
     def set_range(self, vma: Vma, start: int, end: int, pgoff: int) -> None:
         """``vma_set_range()`` on a VMA in the tree (re-keys it, tells the
@@ -126,13 +115,22 @@ class VmaOps:
         else:
             new.start = addr
             new.pgoff += addr - vma.start
-        self.design.anon_vma_clone(new, vma, "split")
+        design = self.design
+        design.anon_vma_clone(new, vma, "split")
+        self.vma_start_write(vma)
+        tok = design.anon_vma_lock_write(vma)  # vma_prepare()
+        self.sync.point(f"__split_vma(VMA {vma.id}) at {short_page(addr)}")
         self.split_pmd_at(vma.mm, addr)  # vma_adjust_trans_huge()
         if new_below:
             self.set_range(vma, addr, vma.end, vma.pgoff + (addr - new.start))
         else:
             self.set_range(vma, vma.start, addr, vma.pgoff)
         vma.mm.vmas.insert(new)
+        if self.sync.active:
+            self.sync.note(f"-> VMA {vma.id} keeps [{short_page(vma.start)}.."
+                           f"{short_page(vma.end - 1)}], new VMA {new.id} "
+                           f"[{short_page(new.start)}..{short_page(new.end - 1)}]")
+        design.anon_vma_unlock_write(tok)  # vma_complete()
         return new
 
     # -- merge checks ----------------------------------------------------------
@@ -197,11 +195,18 @@ class VmaOps:
         if vmg.remove_next:
             assert vmg.next is not None
             removed.append(vmg.next)
+        vma = vmg.middle if vmg.adjust_next_start else vmg.target
+        assert vma is not None
+        target = vmg.target
+        assert target is not None
+        for v in (target, vmg.middle, vmg.next):
+            if v is not None and not v.detached:
+                self.vma_start_write(v)
+        tok = self.design.anon_vma_lock_write(target)  # vma_prepare()
+        self.sync.point(f"commit_merge into VMA {target.id}")
         for r in removed:
             mm.vmas.remove(r)
             r.detached = True
-        vma = vmg.middle if vmg.adjust_next_start else vmg.target
-        assert vma is not None
         # vma_adjust_trans_huge(): split PMDs straddling the new boundaries
         self.split_pmd_at(mm, vmg.start)
         self.split_pmd_at(mm, vmg.end)
@@ -218,11 +223,15 @@ class VmaOps:
         # VMAs whose range (or part of it) the target now covers
         absorbed = [v for v in (vmg.middle, vmg.next if vmg.remove_next else None,
                                 vmg.copied_from) if v is not None and v is not vmg.target]
-        self.design.merge_commit(vmg.target, absorbed)  # type: ignore[arg-type]
+        self.design.merge_commit(target, absorbed)
+        if self.sync.active:
+            self.sync.note("-> " + ", ".join(
+                f"VMA {v.id} [{short_page(v.start)}..{short_page(v.end - 1)}]" for v in mm.vmas))
+        self.design.anon_vma_unlock_write(tok)  # vma_complete()
         for r in removed:
             if r.anon_vma is not None:
                 self.design.unlink_anon_vmas(r)
-            self.design.vma_removed(r)
+            self.vm_area_free(r)
 
     def vma_expand(self, vmg: Vmg) -> None:
         """``vma_expand()``: grow ``vmg.target`` over [start, end), removing
@@ -342,12 +351,15 @@ class VmaOps:
         return self.vma_merge_new_range(vmg)
 
     def copy_vma(self, vma: Vma, addr: int, npages: int,
-                 pgoff: int) -> tuple[Vma, Vma]:
+                 pgoff: int) -> tuple[Vma, Vma, bool]:
         """``copy_vma()``: the destination VMA of an mremap move, merged with
         its new neighbours or a fresh copy (``anon_vma_clone``).  An
         unfaulted anonymous source gets ``pgoff = addr`` "to increase its
-        chance of merging".  Returns (new_vma, source) where the source is
-        the merged VMA if the source itself was merged into the destination."""
+        chance of merging".  Returns (new_vma, source, need_rmap_locks),
+        where the source is the merged VMA if the source itself was merged
+        into the destination, and ``need_rmap_locks`` is true when a merged
+        destination does not sort after the source in rmap order (a fresh
+        copy always does: its chain is added last)."""
         mm = vma.mm
         if vma.is_anonymous() and vma.anon_vma is None:
             pgoff = addr
@@ -358,24 +370,29 @@ class VmaOps:
         # vma_merge_copied_range(): the source is 'copied_from', not 'middle'
         vmg.copied_from = vma
         vma_start = vma.start
+        self.sync.point("copy_vma")
         new = self.vma_merge_new_range(vmg)
         if new is not None:
             if new.start <= vma_start < new.end:
                 # only an unfaulted source (pgoff reset) can merge with itself
-                return new, new
-            return new, vma
+                vma = new
+            return new, vma, new.pgoff <= vma.pgoff
         new = self.vm_area_dup(vma)
         new.start, new.end, new.pgoff = addr, addr + npages, pgoff
         self.design.anon_vma_clone(new, vma, "remap")
         mm.vmas.insert(new)
-        return new, vma
+        return new, vma, False
 
     # -- unmap ---------------------------------------------------------------
     def do_munmap(self, mm: Mm, start: int, end: int) -> None:
-        """``do_vmi_munmap()`` -> ``vms_gather_munmap_vmas()`` +
-        ``vms_complete_munmap_vmas()``: split at start (new_below=1) and end
-        (new_below=0), zap, ``free_pgtables()`` (``unlink_anon_vmas()`` and
-        page-table pages wholly between the neighbours), then free the VMAs."""
+        """``do_vmi_munmap()`` -> ``vms_gather_munmap_vmas()`` (split at start
+        with new_below=1 and at end with new_below=0, write-lock and detach
+        the VMAs) + ``vms_complete_munmap_vmas()`` (zap, ``free_pgtables()``:
+        ``unlink_anon_vmas()`` and the page-table pages wholly between the
+        neighbours, then free the VMAs).  The mmap write lock is held
+        throughout (the kernel downgrades it to read after detaching: a
+        reader may then still see the detached VMAs' PTEs until the zap, which
+        is benign and not modelled)."""
         vmas = mm.vmas.overlapping(start, end)
         if not vmas:
             return
@@ -387,28 +404,19 @@ class VmaOps:
             if v.end > end:
                 self.split_vma(v, end, False)
             detach.append(v)
+        for v in detach:
+            self.vma_start_write(v)
         prev = mm.vmas.prev(detach[0])
         nxt = mm.vmas.next(detach[-1])
         floor = prev.end if prev is not None else 0
         ceiling = nxt.start if nxt is not None else 1 << 62
+        self.sync.point("detach the VMAs from mm_mt")
         for v in detach:
             mm.vmas.remove(v)
             v.detached = True
         for v in detach:
             self.zap(mm, v.start, v.end)
+        self.free_pgtables(mm, detach, floor, ceiling, mm_wr_locked=False)
+        self.sync.point("remove_vma")
         for v in detach:
-            self.design.unlink_anon_vmas(v)
-        self.free_pgtables(mm, detach[0].start, detach[-1].end, floor, ceiling)
-        for v in detach:
-            self.design.vma_removed(v)
-
-    def free_pgtables(self, mm: Mm, lo: int, hi: int, floor: int, ceiling: int) -> None:
-        """``free_pgd_range()``: free the page-table pages of [lo, hi) whose
-        2 MiB span lies entirely between ``floor`` and ``ceiling``."""
-        pmd = mm.pt.pmd
-        for b in range(lo >> 9, ((hi - 1) >> 9) + 1):
-            if b in pmd and b * HPAGE_PMD_NR >= floor and (b + 1) * HPAGE_PMD_NR <= ceiling:
-                e = pmd[b]
-                if type(e) is dict and e:
-                    raise AssertionError(f"freeing a non-empty page table at pmd {b:#x}")
-                del pmd[b]
+            self.vm_area_free(v)
