@@ -48,10 +48,8 @@ from rmaplab.errors import UsageError
 from rmaplab.machine.constants import HPAGE_PMD_NR
 from rmaplab.workload.smaps import SmapsVma, parse_smaps
 
-DEFAULT_SMAPS_DIRS = (
-    Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "android-smaps",
-    Path("/work/shared/data/android-smaps"),
-)
+#: the four dumps that ship with rmaplab (gzip-compressed; see the README there)
+DEFAULT_SMAPS_DIRS = (Path(__file__).resolve().parent / "data" / "android-smaps",)
 
 
 @dataclass
@@ -65,14 +63,15 @@ class AndroidParams:
 
 
 def find_smaps(dir_: str | None) -> list[Path]:
-    """The dumps to use: ``dir_`` or the shared data directory."""
+    """The dumps to use: ``dir_`` or the ones shipped with rmaplab
+    (``*.smaps`` or ``*.smaps.gz``)."""
     cands = [Path(dir_)] if dir_ else list(DEFAULT_SMAPS_DIRS)
     for d in cands:
-        files = sorted(d.glob("*.smaps")) if d.is_dir() else []
+        files = sorted([*d.glob("*.smaps"), *d.glob("*.smaps.gz")]) if d.is_dir() else []
         if files:
             return files
     where = dir_ or " or ".join(str(c) for c in DEFAULT_SMAPS_DIRS)
-    raise UsageError(f"no *.smaps dumps in {where}: pass --smaps DIR")
+    raise UsageError(f"no *.smaps or *.smaps.gz dumps in {where}: pass --smaps DIR")
 
 
 def _prot(perms: str) -> str:

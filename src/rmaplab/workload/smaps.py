@@ -124,9 +124,17 @@ def parse_smaps_text(text: str, path: str) -> list[SmapsVma]:
 
 
 def parse_smaps(path: str | Path) -> list[SmapsVma]:
+    """Parse a ``/proc/PID/smaps`` dump (gzip-compressed if it ends in .gz)."""
+    import gzip
+    import zlib
+
     p = str(path)
     try:
-        text = Path(p).read_text(errors="replace")
+        raw = Path(p).read_bytes()
+        if p.endswith(".gz"):
+            raw = gzip.decompress(raw)
     except OSError as e:
-        raise ScenarioError(p, 0, f"cannot read: {e.strerror or e}") from None
-    return parse_smaps_text(text, p)
+        raise ScenarioError(p, 0, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    except (EOFError, zlib.error) as e:
+        raise ScenarioError(p, 0, f"not a gzip file or truncated: {e}") from None
+    return parse_smaps_text(raw.decode(errors="replace"), p)
