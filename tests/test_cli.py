@@ -76,3 +76,61 @@ def test_generate_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
     main(["generate", "--seed", "5", "--ops", "30"])
     assert capsys.readouterr().out == a
     assert len(a.splitlines()) == 30
+
+
+BAD_ARGS = [
+    (["fuzz", "--design", "classic", "--ops", "-5"], "must be at least 1"),
+    (["fuzz", "--design", "classic", "--ops", "0"], "must be at least 1"),
+    (["fuzz", "--design", "classic", "--seconds", "-1"], "positive number of seconds"),
+    (["fuzz", "--design", "classic", "--ops", "10", "--ops-per-scenario", "0"], "at least 1"),
+    (["fuzz", "--design", "classic"], "exactly one of --ops N or --seconds N"),
+    (["fuzz", "--design", "classic", "--ops", "10", "--out", "/etc/passwd"], "not a directory"),
+    (["fuzz", "--design", "classic", "--ops", "10", "--out", "/proc/nope"], "cannot write"),
+    (["fuzz", "--design", "classic", "--ops", "10", "--dask", "nonsense"], "scheduler address"),
+    (["generate", "--ops", "-5"], "must be at least 1"),
+    (["bench", "--vmas", "-1"], "must be at least 1"),
+    (["bench", "--children", "0"], "must be at least 1"),
+    (["explore", "--random", "-3", "x.lit"], "must be at least 0"),
+    (["explore", "--depth", "0", "x.lit"], "must be at least 1"),
+    (["kernel", "--repeat", "0", "x.scn"], "must be at least 1"),
+    (["record", "--runs", "0", "x.scn"], "must be at least 1"),
+    (["check", "--random", "10", "--ops-per-scenario", "0"], "must be at least 1"),
+    (["check", "--random", "10", "scenarios/example.scn"], "give no FILE"),
+    (["explore", "--table", "--random", "3", "scenarios/litmus/fork-vs-walk.lit"], "--table"),
+    (["run", "--design", "lazy:", "scenarios/example.scn"], "nothing after ':'"),
+    (["run", "--design", "lazy:foo=bar", "scenarios/example.scn"], "has no option 'foo'"),
+    (["run", "--design", "lazy:merge=sometimes", "scenarios/example.scn"], "must be one of"),
+    (["run", "--design", "classic:merge=upgrade", "scenarios/example.scn"], "options are none"),
+    (["verdicts", "scenarios/example.scn"], "no '# expect:"),
+    (["generate", "--ops", "\u0664"], "whole number"),
+]
+
+
+@pytest.mark.parametrize("argv,msg", BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], msg: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code  # type: ignore[assignment]
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_bad_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for content in (b'{"params": ', b"\xff\xfe", b"[1, 2]"):
+        (tmp_path / "campaign.json").write_bytes(content)
+        assert main(["fuzz", "--design", "classic", "--ops", "10", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "not a campaign checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_designs_lists_every_design(capsys: pytest.CaptureFixture[str]) -> None:
+    from rmaplab.designs import DESIGNS
+
+    assert main(["designs"]) == 0
+    out = capsys.readouterr().out
+    for name in DESIGNS:
+        assert any(line.split()[0] == name for line in out.splitlines() if line[:1] != " ")
+    assert "lazy [merge=same-root|keep-both|upgrade]" in out

@@ -297,3 +297,20 @@ def test_an_old_checkpoint_is_rekeyed_and_its_files_follow(tmp_path: Path) -> No
     (f,) = c.findings.values()
     assert f.signature == "classic: error N: EFAULT; lazy: ok" and f.shrunk
     assert (tmp_path / f"{f.key()}.scn").read_text().startswith("# rmaplab fuzz finding")
+
+
+def test_a_finding_names_the_line_its_file_fails_at(tmp_path: Path) -> None:
+    """The header's 'at line L' is the line 'rmaplab check' reports for the
+    file as written (it used to count the scenario without its header)."""
+    import re
+
+    from rmaplab.check import check_with_exit
+    from rmaplab.scenario.parse import parse_file
+
+    camp = Campaign(["lazy-single-address"], seed=1, ops=2000, out=tmp_path)
+    camp.run()
+    (f,) = tmp_path.glob("*.scn")
+    head = re.search(r"^# violation: .*; at line (\d+) ", f.read_text(), re.M)
+    assert head is not None
+    v = check_with_exit(parse_file(f), "lazy-single-address")
+    assert v is not None and v.line == int(head.group(1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rmaplab.check import check_with_exit
 from rmaplab.fuzz.generate import generate_scenario
+from rmaplab.progress import Progress
 from rmaplab.scenario.ast import Scenario
 from rmaplab.scenario.parse import parse_text
 
@@ -27,7 +28,8 @@ class _Tally:
         return self.lines, self.failed == 0
 
 
-def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
+def check_files(scs: list[Scenario], designs: str,
+                progress: Progress | None = None) -> tuple[list[str], bool]:
     """``PASS``/``VIOLATION`` per (design, file), then ``N passed, N failed``.
 
     Every process still alive at the end of a scenario exits implicitly
@@ -39,8 +41,11 @@ def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
     """
     t = _Tally()
     names = designs.split(",")
+    prog = progress or Progress("check", 0, "", enabled=False)
+    prog.total = len(names) * len(scs) + (len(scs) if len(names) > 1 else 0)
     for d in names:
         for sc in scs:
+            prog.step(note=f"{d} {sc.path}")
             v = check_with_exit(sc, d)
             tag = f"{sc.path}" if len(names) == 1 else f"{d} {sc.path}"
             t.add(v is None, f"PASS {tag}" if v is None else f"VIOLATION: {tag}: {v}")
@@ -48,21 +53,26 @@ def check_files(scs: list[Scenario], designs: str) -> tuple[list[str], bool]:
         from rmaplab.fuzz.campaign import first_divergence
 
         for sc in scs:
+            prog.step(note=f"compare {sc.path}")
             div = first_divergence(sc, names)
             t.add(div is None, f"AGREE {','.join(names)} {sc.path}" if div is None
                   else f"DIFFERENCE: {sc.path}: {div}")
     return t.done()
 
 
-def check_random(designs: str, total_ops: int, seed: int, per: int) -> tuple[list[str], bool]:
+def check_random(designs: str, total_ops: int, seed: int, per: int,
+                 progress: Progress | None = None) -> tuple[list[str], bool]:
     """Check ``total_ops`` random operations, in scenarios of ``per`` ops
     with seeds ``seed``, ``seed+1``, ...; a failing scenario is printed whole
     so it can be replayed."""
     t = _Tally()
     ops = 0
     s = seed
+    prog = progress or Progress("check", 0, "", enabled=False)
+    prog.total, prog.unit = total_ops, "ops"
     while ops < total_ops:
         n = min(per, total_ops - ops)
+        prog.step(n, f"seed {s}")
         text = generate_scenario(s, n)
         sc = parse_text(text, f"random:seed={s}")
         for d in designs.split(","):

@@ -8,13 +8,37 @@ kernel cannot be used here.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rmaplab.errors import KernelUnavailable, RmaplabError, UsageError
+
+
+def _progress(a: argparse.Namespace, what: str, total: int | None = 0, unit: str = "") -> Any:
+    from rmaplab.progress import Progress
+
+    return Progress(what, total, unit, enabled=None if not getattr(a, "quiet", False) else False)
+
+
+def writable_dir(path: str, what: str) -> Path:
+    """``path`` as a directory rmaplab can write in (created if missing);
+    UsageError saying why not."""
+    import tempfile
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {path}: exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".rmaplab-write-test-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    return p
 
 
 def _parse_all(files: Sequence[str]):
@@ -56,7 +80,12 @@ def cmd_kernel(a: argparse.Namespace) -> int:
 def cmd_validate(a: argparse.Namespace) -> int:
     from rmaplab.kernel.validate import validate_files
 
-    report, ok = validate_files(_parse_all(a.files), a.design, a.method, a.repeat)
+    scs = _parse_all(a.files)
+    prog = _progress(a, "validate")
+    try:
+        report, ok = validate_files(scs, a.design, a.method, a.repeat, progress=prog)
+    finally:
+        prog.close()
     print("\n".join(report))
     return 0 if ok else 1
 
@@ -67,10 +96,21 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     for d in a.design.split(","):
         make_design(d)
+    if a.random and a.files:
+        raise UsageError("--random checks generated scenarios: give no FILE with it")
     if a.random:
-        lines, ok = check_random(a.design, a.random, a.seed, a.ops_per_scenario)
+        prog = _progress(a, "check")
+        try:
+            lines, ok = check_random(a.design, a.random, a.seed, a.ops_per_scenario, prog)
+        finally:
+            prog.close()
     else:
-        lines, ok = check_files(_parse_all(a.files), a.design)
+        scs = _parse_all(a.files)
+        prog = _progress(a, "check")
+        try:
+            lines, ok = check_files(scs, a.design, prog)
+        finally:
+            prog.close()
     print("\n".join(lines))
     return 0 if ok else 1
 
@@ -94,7 +134,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     designs = a.designs.split(",")
     for d in designs:
         make_design(d)
-    print("\n".join(compare(_parse_all(a.files), designs, walks=not a.no_walks)))
+    scs = _parse_all(a.files)
+    prog = _progress(a, "compare")
+    try:
+        out = compare(scs, designs, walks=not a.no_walks, progress=prog)
+    finally:
+        prog.close()
+    print("\n".join(out))
     return 0
 
 
@@ -127,8 +173,16 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
     designs = a.design.split(",")
     for d in designs:
         make_design(d)
-    if a.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    if (a.ops is None) == (a.seconds is None):
+        raise UsageError("give exactly one of --ops N or --seconds N")
+    if a.out is not None:
+        writable_dir(a.out, "--out")
+    if a.dask is not None and not re.fullmatch(r"(tcp|tls|inproc|ucx)://[^\s/]+(:[0-9]{1,5})?",
+                                               a.dask):
+        raise UsageError(f"--dask takes a scheduler address like tcp://HOST:PORT, "
+                         f"not {a.dask[:60]!r}")
+    if a.dask is not None and a.jobs != 1:
+        raise UsageError("--jobs is for local workers; with --dask the cluster's workers run")
     camp = Campaign(designs, seed=a.seed, ops=a.ops, seconds=a.seconds, jobs=a.jobs,
                     out=Path(a.out) if a.out else None, ops_per_scenario=a.ops_per_scenario,
                     dask=a.dask, shrink=not a.no_shrink,
@@ -153,6 +207,40 @@ def cmd_fuzz(a: argparse.Namespace) -> int:
         print(finding_text(f, designs))
     print("\n".join(camp.summary()))
     return 1 if camp.findings else 0
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an ASCII decimal integer >= ``minimum``."""
+    def parse(v: str) -> int:
+        if not re.fullmatch(r"-?[0-9]{1,12}", v):
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {v[:40]!r}")
+        n = int(v)
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {n}")
+        return n
+    parse.__name__ = "number"
+    return parse
+
+
+def _duration(v: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {v[:40]!r}") from None
+    if not x > 0 or x != x or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {v}")
+    return x
+
+
+def _fraction(v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {v[:40]!r}") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {v}")
+    return x
 
 
 def _bound(v: str) -> int | None:
@@ -183,6 +271,11 @@ def cmd_explore(a: argparse.Namespace) -> int:
     designs = a.design.split(",") if a.design else None
     for d in designs or []:
         make_design(d)
+    if a.table and (a.random or a.schedule or a.every):
+        raise UsageError("--table explores every interleaving of each cell: it takes none of "
+                         "--random, --schedule, --every")
+    if a.schedule and a.random:
+        raise UsageError("--schedule replays one schedule: it takes no --random")
     if a.schedule:
         if len(lits) != 1 or not designs or len(designs) != 1:
             raise UsageError("--schedule replays one litmus file under one --design")
@@ -190,11 +283,20 @@ def cmd_explore(a: argparse.Namespace) -> int:
         print("\n".join(render_trace(r)))
         return 0 if r.verdict == "PASS" else 1
     if a.table:
-        lines, ok = table(lits, designs or list(DEFAULT_DESIGNS), a.bound, model)
+        ds = designs or list(DEFAULT_DESIGNS)
+        prog = _progress(a, "explore", len(lits) * len(ds), "cells")
+        try:
+            lines, ok = table(lits, ds, a.bound, model, prog)
+        finally:
+            prog.close()
         print("\n".join(lines))
         return 0 if ok else 1
-    lines, clean = explore_files(lits, designs, a.bound, a.random, a.seed, a.depth, a.every,
-                                 model)
+    prog = _progress(a, "explore", None, "runs")
+    try:
+        lines, clean = explore_files(lits, designs, a.bound, a.random, a.seed, a.depth, a.every,
+                                     model, prog)
+    finally:
+        prog.close()
     print("\n".join(lines))
     return 0 if clean else 1
 
@@ -263,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernel", help="run scenarios on the live kernel (root)")
     k.add_argument("--method", choices=("trace", "slab"), default="trace",
                    help="count by kmem tracepoints (exact, default) or slab shrink+objects")
-    k.add_argument("--repeat", type=int, default=None,
+    k.add_argument("--repeat", type=_count(1), default=None,
                    help="consecutive agreeing runs required (default 1 trace, 2 slab)")
     k.add_argument("files", nargs="+", metavar="FILE")
     k.set_defaults(fn=cmd_kernel)
@@ -271,16 +373,18 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="run on model and kernel, print the differences")
     v.add_argument("--design", default="classic")
     v.add_argument("--method", choices=("trace", "slab"), default="trace")
-    v.add_argument("--repeat", type=int, default=None)
+    v.add_argument("--repeat", type=_count(1), default=None)
+    v.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(fn=cmd_validate)
 
     c = sub.add_parser("check", help="check rmap_walk against ground truth after every op")
     c.add_argument("--design", default="classic", help="design name (or several, comma-separated)")
-    c.add_argument("--random", type=int, default=0, metavar="OPS",
+    c.add_argument("--random", type=_count(1), default=0, metavar="OPS",
                    help="check this many random ops instead of files")
-    c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--ops-per-scenario", type=int, default=200)
+    c.add_argument("--seed", type=_count(0), default=1)
+    c.add_argument("--ops-per-scenario", type=_count(1), default=200)
+    c.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     c.add_argument("files", nargs="*", metavar="FILE")
     c.set_defaults(fn=cmd_check)
 
@@ -294,37 +398,38 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--designs", default="classic,lazy")
     cp.add_argument("--no-walks", action="store_true",
                     help="skip walking every folio at each measure (memory tables only)")
+    cp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     cp.add_argument("files", nargs="+", metavar="FILE")
     cp.set_defaults(fn=cmd_compare)
 
     wl = sub.add_parser("workload", help="write a workload scenario")
     wl.add_argument("kind", choices=("android", "forktree"))
-    wl.add_argument("--vmas", type=int, default=1000, help="forktree: VMAs of the root")
-    wl.add_argument("--width", type=int, default=4, help="forktree: children per process")
-    wl.add_argument("--depth", type=int, default=3, help="forktree: fork levels")
-    wl.add_argument("--cow", type=int, default=10, help="forktree: pages each child COWs")
-    wl.add_argument("--remap", type=int, default=50,
+    wl.add_argument("--vmas", type=_count(1), default=1000, help="forktree: VMAs of the root")
+    wl.add_argument("--width", type=_count(1), default=4, help="forktree: children per process")
+    wl.add_argument("--depth", type=_count(0), default=3, help="forktree: fork levels")
+    wl.add_argument("--cow", type=_count(0), default=10, help="forktree: pages each child COWs")
+    wl.add_argument("--remap", type=_count(0), default=50,
                     help="forktree: faulted VMAs moved by mremap before forking")
-    wl.add_argument("--apps", type=int, default=24)
-    wl.add_argument("--fork-fraction", type=float, default=0.41)
-    wl.add_argument("--seed", type=int, default=1)
-    wl.add_argument("--max-pages", type=int, default=4)
-    wl.add_argument("--touch-pages", type=int, default=2)
+    wl.add_argument("--apps", type=_count(1), default=24)
+    wl.add_argument("--fork-fraction", type=_fraction, default=0.41)
+    wl.add_argument("--seed", type=_count(0), default=1)
+    wl.add_argument("--max-pages", type=_count(1), default=4)
+    wl.add_argument("--touch-pages", type=_count(0), default=2)
     wl.add_argument("--smaps", default=None, help="directory of *.smaps dumps")
     wl.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
     wl.set_defaults(fn=cmd_workload)
 
     fz = sub.add_parser("fuzz", help="random scenarios, checked and shrunk (campaigns)")
     fz.add_argument("--design", required=True, help="design(s), comma-separated: also differential")
-    fz.add_argument("--ops", type=int, default=None,
+    fz.add_argument("--ops", type=_count(1), default=None,
                     help="stop after this many scenario ops (each checked under every design)")
-    fz.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    fz.add_argument("--seed", type=int, default=1)
-    fz.add_argument("--jobs", type=int, default=1, help="local worker processes")
+    fz.add_argument("--seconds", type=_duration, default=None, help="stop after this long")
+    fz.add_argument("--seed", type=_count(0), default=1)
+    fz.add_argument("--jobs", type=_count(1), default=1, help="local worker processes")
     fz.add_argument("--dask", default=None, metavar="tcp://HOST:PORT",
                     help="run the shards on this Dask scheduler (pip install 'rmaplab[dask]')")
     fz.add_argument("--out", default=None, help="findings directory (resumable checkpoint)")
-    fz.add_argument("--ops-per-scenario", type=int, default=200)
+    fz.add_argument("--ops-per-scenario", type=_count(1), default=200)
     fz.add_argument("--no-shrink", action="store_true")
     fz.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     fz.set_defaults(fn=cmd_fuzz)
@@ -336,10 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "'# expect:' line)")
     xp.add_argument("--bound", type=_bound, default=3,
                     help="preemption bound of the exhaustive search, or 'all' (default 3)")
-    xp.add_argument("--random", type=int, default=0, metavar="RUNS",
+    xp.add_argument("--random", type=_count(0), default=0, metavar="RUNS",
                     help="PCT random schedules instead of the exhaustive search")
-    xp.add_argument("--depth", type=int, default=3, help="PCT depth (priority changes + 1)")
-    xp.add_argument("--seed", type=int, default=1)
+    xp.add_argument("--depth", type=_count(1), default=3, help="PCT depth (priority changes + 1)")
+    xp.add_argument("--seed", type=_count(0), default=1)
     xp.add_argument("--schedule", default=None, metavar="A,B,...",
                     help="replay this schedule (as printed with a violation) and print it")
     xp.add_argument("--no-lock-order", action="store_true",
@@ -353,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--table", action="store_true",
                     help="Markdown table litmus x design; exit 1 if a verdict differs "
                          "from a file's '# expect:' line")
+    xp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     xp.add_argument("files", nargs="*", metavar="FILE")
     xp.set_defaults(fn=cmd_explore)
 
@@ -364,22 +470,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(fn=cmd_export_c)
 
     g = sub.add_parser("generate", help="print a random scenario")
-    g.add_argument("--seed", type=int, default=1)
-    g.add_argument("--ops", type=int, default=40)
+    g.add_argument("--seed", type=_count(0), default=1)
+    g.add_argument("--ops", type=_count(1), default=40)
     g.set_defaults(fn=cmd_generate)
 
     rec = sub.add_parser("record", help="record kernel output next to scenarios (FILE.out)")
     rec.add_argument("--method", choices=("trace", "slab"), default="trace")
-    rec.add_argument("--runs", type=int, default=2, help="independent runs that must agree")
+    rec.add_argument("--runs", type=_count(1), default=2, help="independent runs that must agree")
     rec.add_argument("--force", action="store_true", help="overwrite existing recordings")
     rec.add_argument("files", nargs="+", metavar="FILE")
     rec.set_defaults(fn=cmd_record)
 
     b = sub.add_parser("bench", help="fixed synthetic workload: fault ops/s and fork cost")
     b.add_argument("--design", default="classic")
-    b.add_argument("--vmas", type=int, default=3000)
-    b.add_argument("--children", type=int, default=50)
-    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--vmas", type=_count(1), default=3000)
+    b.add_argument("--children", type=_count(1), default=50)
+    b.add_argument("--repeat", type=_count(1), default=3)
     b.set_defaults(fn=cmd_bench)
     return p
 
@@ -396,10 +502,19 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (cleanups run), exit status 143."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     parser = build_parser()
     a = parser.parse_args(argv)
+    old = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(a.fn(a))
     except KernelUnavailable as e:
@@ -410,6 +525,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt as e:
+        print("rmaplab: interrupted" + (" (SIGTERM)" if isinstance(e, Terminated) else ""),
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,10 +10,13 @@ expectation is marked and makes the command fail.
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
 from rmaplab.check import check_with_exit
+from rmaplab.errors import ScenarioError
+from rmaplab.progress import Progress
 from rmaplab.scenario.ast import Scenario
 
 _EXPECT = re.compile(r"expect:\s*(.*)")
@@ -21,19 +24,33 @@ _EXPECT = re.compile(r"expect:\s*(.*)")
 
 def expectations(sc: Scenario) -> dict[str, str] | None:
     """design -> 'PASS' or 'VIOLATION@L' from the header; None for n/a.
+    A scenario without an ``# expect:`` line, or with a malformed one, is
+    bad input (:class:`ScenarioError` naming the file and line).
 
     >>> from rmaplab.scenario.parse import parse_text
     >>> expectations(parse_text("# expect: classic=PASS lazy=VIOLATION@3\\nP0 mmap @0 1\\n"))
     {'classic': 'PASS', 'lazy': 'VIOLATION@3'}
     """
-    for h in sc.header:
+    for n, h in enumerate(sc.header):
         m = _EXPECT.match(h)
-        if m:
-            body = m.group(1).strip()
-            if body.startswith("n/a"):
-                return None
-            return dict(kv.split("=", 1) for kv in body.split())
-    return {}
+        if not m:
+            continue
+        line = sc.header_lines[n] if n < len(sc.header_lines) else 0
+        body = m.group(1).strip()
+        if body.startswith("n/a"):
+            return None
+        out = {}
+        for kv in body.split():
+            d, eq, v = kv.partition("=")
+            if not eq or not d or not re.fullmatch(r"PASS|VIOLATION@[0-9]{1,9}", v):
+                raise ScenarioError(sc.path, line, f"bad expect entry {kv[:40]!r}: write "
+                                                   "DESIGN=PASS or DESIGN=VIOLATION@LINE")
+            if d in out:
+                raise ScenarioError(sc.path, line, f"design {d} expected twice")
+            out[d] = v
+        return out
+    raise ScenarioError(sc.path, 0, "no '# expect: DESIGN=VERDICT ...' line in the header "
+                                    "(verdicts needs one)")
 
 
 def verdict(sc: Scenario, design: str) -> str:
@@ -200,11 +217,18 @@ def walk_table(per_design: dict[str, Snapshot]) -> list[str]:
     return out
 
 
-def compare(scs: list[Scenario], designs: list[str], walks: bool = True) -> list[str]:
+def compare(scs: list[Scenario], designs: list[str], walks: bool = True,
+            progress: Progress | None = None) -> list[str]:
     """Memory tables (and walk/fork cost tables) at every measure line."""
     out: list[str] = []
+    prog = progress or Progress("compare", 0, "", enabled=False)
+    prog.total, prog.unit = len(scs) * len(designs), "runs"
     for sc in scs:
-        runs = {d: measure_snapshots(sc, d, walks) for d in designs}
+        runs = {}
+        for d in designs:
+            prog.step(note=f"{d} {sc.path}")
+            runs[d] = measure_snapshots(sc, d, walks)
+            gc.collect()  # the previous machine's cycles go before the next one grows
         lines = [ln for ln, _ in runs[designs[0]]]
         if not lines:
             out.append(f"{sc.path}: no measure line")

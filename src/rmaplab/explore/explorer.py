@@ -59,6 +59,7 @@ from rmaplab.explore.locks import lock_name
 from rmaplab.explore.world import ExploreSync, Model, Step, World
 from rmaplab.machine.machine import Machine
 from rmaplab.machine.pagetable import MigrationPte, PmdMap, SwapPte
+from rmaplab.progress import Progress
 from rmaplab.scenario.ast import Op, Scenario
 from rmaplab.scenario.ops import NotApplicable, Run
 from rmaplab.scenario.parse import ScenarioParser
@@ -606,7 +607,8 @@ DEFAULT_DESIGNS = ("classic", "lazy", "lazy-noretry", "cowctx", "cowctx-poc-shor
 
 def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | None,
                   runs: int = 0, seed: int = 1, depth: int = 3,
-                  every: bool = False, model: Model | None = None) -> tuple[list[str], bool]:
+                  every: bool = False, model: Model | None = None,
+                  progress: Progress | None = None) -> tuple[list[str], bool]:
     """``rmaplab explore``: per file and design, the verdict and, for a
     violation, the trace.  ``designs`` None: those of the file's expect line.
     The flag is False when a violation was found."""
@@ -618,6 +620,8 @@ def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | No
             out.append(f"== {lit.path}")
         for d in ds:
             make_design(d)
+            if progress is not None:
+                progress.step(note=f"{d} {lit.path}")
             r = (explore_random(lit, d, runs, depth, seed, model) if runs
                  else explore(lit, d, bound, every=every, model=model))
             clean &= r.verdict == "PASS"
@@ -629,7 +633,7 @@ def explore_files(lits: list[Litmus], designs: list[str] | None, bound: int | No
 
 
 def table(lits: list[Litmus], designs: list[str], bound: int | None,
-          model: Model | None = None) -> tuple[list[str], bool]:
+          model: Model | None = None, progress: Progress | None = None) -> tuple[list[str], bool]:
     """Markdown table litmus x design: verdict and states explored; then the
     violation found for each failing cell.  False if a verdict differs from
     the file's ``# expect:`` line.
@@ -646,6 +650,8 @@ def table(lits: list[Litmus], designs: list[str], bound: int | None,
         name = Path(lit.path).name.removesuffix(".lit")
         cells = []
         for d in designs:
+            if progress is not None:
+                progress.step(note=f"{d} {name}")
             r = explore(lit, d, bound, every=True, model=model)
             want = lit.expectations().get(d)
             mark = ""

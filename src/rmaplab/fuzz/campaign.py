@@ -279,20 +279,34 @@ def diagram(lines: list[str], design: str) -> list[str]:
 
 
 def finding_text(f: Finding, designs: list[str]) -> str:
-    head = [
-        f"# rmaplab fuzz finding: {f.design}"
-        + (f" ({', '.join(designs)})" if f.design == "differential" else ""),
-        f"# violation: {f.message}",
-        f"# kind: {f.signature}",
-        f"# seed: {f.seed} (rmaplab generate --seed {f.seed}); "
-        f"original length {f.original_lines} lines, "
-        + (f"shrunk to {len(f.lines)}" if f.shrunk else "not shrunk (yet)"),
-        "# address space at the end:",
-    ] + diagram(f.lines, f.design) + [
-        f"# replay: rmaplab check --design "
-        f"{f.design if f.design != 'differential' else ','.join(designs)} THIS_FILE",
-    ]
-    return "\n".join(head + f.lines) + "\n"
+    """The finding as a scenario file: a header, then the lines.  The
+    violation in the header is the one the file itself gives, so its line
+    numbers are those an editor shows (and ``rmaplab check`` prints)."""
+    def header(message: str) -> list[str]:
+        return [
+            f"# rmaplab fuzz finding: {f.design}"
+            + (f" ({', '.join(designs)})" if f.design == "differential" else ""),
+            f"# violation: {message}",
+            f"# kind: {f.signature}",
+            f"# seed: {f.seed} (rmaplab generate --seed {f.seed}); "
+            f"original length {f.original_lines} lines, "
+            + (f"shrunk to {len(f.lines)}" if f.shrunk else "not shrunk (yet)"),
+            "# address space at the end:",
+        ] + diagram(f.lines, f.design) + [
+            f"# replay: rmaplab check --design "
+            f"{f.design if f.design != 'differential' else ','.join(designs)} THIS_FILE",
+        ]
+
+    message = f.message
+    if f.design != "internal":
+        try:
+            again = failure(["#"] * len(header("")) + f.lines, f.design, designs)
+        except Exception:
+            again = None
+        if again is not None and again[1] == f.signature:
+            message = again[0] + "".join(
+                f" [{x}]" for x in re.findall(r"\[(not shrunk: [^]]*)\]", f.message))
+    return "\n".join(header(message) + f.lines) + "\n"
 
 
 @dataclass
@@ -331,7 +345,18 @@ class Campaign:
     def load(self) -> set[int]:
         if self.out is None or not (self.out / "campaign.json").exists():
             return set()
-        state = json.loads((self.out / "campaign.json").read_text())
+        path = self.out / "campaign.json"
+        try:
+            state = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+            return self._load(state)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UsageError(f"{path}: not a campaign checkpoint rmaplab can read ({e}); "
+                             "use another --out or delete it") from None
+
+    def _load(self, state: dict[str, Any]) -> set[int]:
+        assert self.out is not None
         if state.get("params") != self.params():
             raise UsageError(f"{self.out}/campaign.json belongs to another campaign "
                              f"({state.get('params')}); use another --out")
@@ -575,7 +600,10 @@ def _run_dask(address: str, fn: Callable[..., T], calls: Iterable[tuple[Any, ...
         from dask.distributed import Client, as_completed
     except ImportError:
         raise UsageError("--dask needs the optional extra: pip install 'rmaplab[dask]'") from None
-    client = Client(address)
+    try:
+        client = Client(address, timeout=20)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise RmaplabError(f"--dask {address}: cannot reach the scheduler ({e})") from None
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         it = iter(calls)

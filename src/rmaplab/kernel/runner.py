@@ -81,8 +81,13 @@ def build_worker() -> Path:
     csrc = out.with_suffix(f".c.tmp{os.getpid()}")
     csrc.write_bytes(src)
     for static in (["-static"], []):
-        r = subprocess.run([cc, "-O2", "-Wall", *static, "-x", "c", "-o", str(tmp), str(csrc)],
-                           capture_output=True, text=True)
+        try:
+            r = subprocess.run([cc, "-O2", "-Wall", *static, "-x", "c", "-o", str(tmp),
+                                str(csrc)], capture_output=True, text=True)
+        except OSError as e:
+            csrc.unlink()
+            raise KernelUnavailable(f"cannot run the C compiler {cc!r} "
+                                    f"({e.strerror or e}): set CC") from None
         if r.returncode == 0:
             os.replace(tmp, out)
             csrc.unlink()
@@ -91,12 +96,61 @@ def build_worker() -> Path:
     raise KernelUnavailable(f"cannot compile {WORKER_SRC}: {r.stderr.strip().splitlines()[-1:]}")
 
 
+def lock_holders(path: Path) -> list[int]:
+    """Pids holding a flock on ``path`` (from /proc/locks)."""
+    try:
+        st = path.stat()
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 6 and f[1] == "FLOCK" and f[5] == dev and f[4].isdigit():
+            out.append(int(f[4]))
+    return out
+
+
+def ancestors() -> set[int]:
+    """The pids of this process's ancestors."""
+    out: set[int] = set()
+    pid = os.getppid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
 @contextmanager
-def kernel_lock() -> Iterator[None]:
-    """Serialise live-kernel runs machine-wide (flock on LOCK_PATH)."""
+def kernel_lock(announce: bool = True) -> Iterator[None]:
+    """Serialise live-kernel runs machine-wide: an exclusive flock on
+    :data:`LOCK_PATH` (``/tmp/rmaplab-kernel.lock``, or the file named by
+    ``RMAPLAB_KERNEL_LOCK``).  When another process holds it, say so on
+    stderr (with its pid) and wait.  When an ancestor of this process holds
+    it (``flock /tmp/rmaplab-kernel.lock python3 -m pytest``: the caller
+    serialises for us), run under that lock instead of waiting forever."""
+    import sys
+
     LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK_PATH, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holders = lock_holders(LOCK_PATH)
+            mine = ancestors()
+            if holders and all(h in mine for h in holders):
+                yield  # our caller holds it for us
+                return
+            if announce:
+                who = ", ".join(f"pid {h}" for h in holders) or "another process"
+                print(f"rmaplab: waiting for the kernel lock {LOCK_PATH} (held by {who})",
+                      file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -194,7 +248,8 @@ class _Execution:
         self.sc = sc
         self.bin = worker_bin
         self.counter = counter
-        self.tmp = Path(tempfile.mkdtemp(prefix="rmaplab-k-"))
+        # the owner's pid in the name: a later run removes it if we die
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"rmaplab-k-{os.getpid()}-"))
         self.workers: dict[str, Worker] = {}
         self.pids: set[int] = set()
         self.fds: dict[str, int] = {}

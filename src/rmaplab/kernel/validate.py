@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 
 from rmaplab.kernel.runner import run_on_kernel
+from rmaplab.progress import Progress
 from rmaplab.scenario.ast import Scenario
 from rmaplab.scenario.output import core_fields
 from rmaplab.scenario.run import run_scenario
@@ -20,11 +21,15 @@ def diff_outputs(model: list[str], kernel: list[str], path: str) -> list[str]:
 
 
 def validate_files(scs: list[Scenario], design: str = "classic", method: str = "trace",
-                   repeat: int | None = None) -> tuple[list[str], bool]:
+                   repeat: int | None = None,
+                   progress: Progress | None = None) -> tuple[list[str], bool]:
     """One ``OK``/``DIFF`` line per scenario (diffs follow), and a summary."""
     out: list[str] = []
     bad = 0
+    prog = progress or Progress("validate", 0, "", enabled=False)
+    prog.total, prog.unit = len(scs), "scenarios"
     for sc in scs:
+        prog.step(note=sc.path)
         d = diff_outputs(run_scenario(sc, design), run_on_kernel(sc, method, repeat), sc.path)
         if d:
             bad += 1

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -142,6 +143,10 @@ int main(int argc, char **argv)
 			pad[i] = 1;
 	}
 
+	/* P0 dies with the runner; the others see their FIFO's writer (the
+	 * runner) go and exit at end of input */
+	if (!strcmp(argv[2], "P0"))
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	open_fifos(argv[2]);
 	reply("ready\n");
 

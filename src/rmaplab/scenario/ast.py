@@ -30,6 +30,8 @@ class Scenario:
     ops: list[Op] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
+    #: the file line of each header comment
+    header_lines: list[int] = field(default_factory=list)
 
     def process_names(self) -> list[str]:
         names = ["P0"]

@@ -55,6 +55,7 @@ class ScenarioParser:
         if not toks:
             if self.in_header and comment:
                 sc.header.append(comment.strip())
+                sc.header_lines.append(lineno)
             return None
         self.in_header = False
         p = LineParser(path, lineno, toks)
