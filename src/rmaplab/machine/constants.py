@@ -23,6 +23,9 @@ ARENA_END_VPN = ARENA_VPN + ARENA_PAGES
 #: outside the arena, as get_unmapped_area() does below mmap_base.
 FAR_TOP_VPN = 0x7F0000000000 >> PAGE_SHIFT
 
+#: stack_guard_gap (mm/mmap.c): 256 pages by default
+STACK_GUARD_GAP = 256
+
 #: TASK_SIZE of x86_64 with 4-level page tables (47-bit user space), in pages.
 TASK_SIZE_VPN = 0x7FFFFFFFF000 >> PAGE_SHIFT
 

@@ -13,7 +13,9 @@ rmap state.  Its code is split along the kernel's files, one mixin each:
 ``mprotect.py``        mm/mprotect.c
 ``madvise.py``         mm/madvise.c
 ``mremap.py``          mm/mremap.c
+``mlock.py``           mm/mlock.c: mlock, mlock2, mlockall, munlock(all)
 ``fork.py``            kernel/fork.c: copy_process (mm part), dup_mmap, exit
+``exec.py``            fs/exec.c: the new mm of execve, from a recorded layout
 ``rmap.py``            mm/rmap.c, mm/migrate.c: the rmap walkers, ground truth
 this module            locks, folios, the swap device, arena entry points
 =====================  ==========================================================
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from rmaplab.machine.config import KernelConfig
 from rmaplab.machine.constants import ARENA_END_VPN, ARENA_VPN, HPAGE_PMD_NR
+from rmaplab.machine.exec import ExecOps
 from rmaplab.machine.flags import (
     MAP_ANONYMOUS,
     MAP_FIXED_NOREPLACE,
@@ -47,6 +50,7 @@ from rmaplab.machine.fork import ForkOps
 from rmaplab.machine.huge_memory import HugeMemoryOps
 from rmaplab.machine.madvise import MadviseOps
 from rmaplab.machine.memory import MemoryOps
+from rmaplab.machine.mlock import MlockOps
 from rmaplab.machine.mm import Mm, Task
 from rmaplab.machine.mmap import MmapOps
 from rmaplab.machine.mprotect import MprotectOps
@@ -64,7 +68,7 @@ EFAULT = errno.EFAULT
 
 
 class Machine(MemoryOps, HugeMemoryOps, VmaOps, MmapOps, MprotectOps, MadviseOps,
-              MremapOps, ForkOps, RmapOps):
+              MremapOps, MlockOps, ForkOps, ExecOps, RmapOps):
     """Tasks, address spaces and folios, driven by system calls.
 
     >>> from rmaplab.designs import make_design

@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING
 
 from rmaplab.machine.flags import (
     VM_DONTCOPY,
+    VM_DONTDUMP,
     VM_HUGEPAGE,
+    VM_LOCKED,
+    VM_MERGEABLE,
     VM_NOHUGEPAGE,
+    VM_PFNMAP,
+    VM_RAND_READ,
     VM_READ,
+    VM_SEQ_READ,
     VM_SHARED,
     VM_WIPEONFORK,
     VM_WRITE,
@@ -24,9 +30,26 @@ ENOMEM, EINVAL, EFAULT = errno.ENOMEM, errno.EINVAL, errno.EFAULT
 
 #: advices that only change VMA flags: name -> (flags set, flags cleared)
 FLAG_ADVICE = {
+    "normal": (0, VM_RAND_READ | VM_SEQ_READ),
+    "random": (VM_RAND_READ, VM_SEQ_READ), "sequential": (VM_SEQ_READ, VM_RAND_READ),
     "dontfork": (VM_DONTCOPY, 0), "dofork": (0, VM_DONTCOPY),
     "wipeonfork": (VM_WIPEONFORK, 0), "keeponfork": (0, VM_WIPEONFORK),
     "hugepage": (VM_HUGEPAGE, VM_NOHUGEPAGE), "nohugepage": (VM_NOHUGEPAGE, VM_HUGEPAGE),
+    "dontdump": (VM_DONTDUMP, 0), "dodump": (0, VM_DONTDUMP),
+    "mergeable": (VM_MERGEABLE, 0), "unmergeable": (0, VM_MERGEABLE),
+}
+#: advices with no effect on VMAs, page tables or rmap in the model: a hint
+#: (willneed, cold), lazy freeing that only reclaim acts on (free), or work
+#: of reclaim/khugepaged the model does not run (pageout without swap,
+#: collapse), or a shmem hole punch (remove)
+NO_EFFECT = ("willneed", "free", "remove", "cold", "pageout", "collapse")
+#: MADV_* values (include/uapi/asm-generic/mman-common.h) -> name
+ADVICE_BY_NUMBER = {
+    0: "normal", 1: "random", 2: "sequential", 3: "willneed", 4: "dontneed", 8: "free",
+    9: "remove", 10: "dontfork", 11: "dofork", 12: "mergeable", 13: "unmergeable",
+    14: "hugepage", 15: "nohugepage", 16: "dontdump", 17: "dodump", 18: "wipeonfork",
+    19: "keeponfork", 20: "cold", 21: "pageout", 22: "populate_read", 23: "populate_write",
+    24: "dontneed_locked", 25: "collapse",
 }
 
 
@@ -111,8 +134,13 @@ class MadviseOps:
     def madvise_vma(self, vma: Vma, prev: Vma | None, start: int, end: int,
                     advice: str) -> tuple[int, Vma]:
         """``madvise_vma_behavior()`` for [start, end) inside ``vma``."""
-        if advice == "dontneed":
+        if advice in ("dontneed", "dontneed_locked"):
+            # madvise_dontneed_free_valid_vma()
+            if vma.flags & (VM_PFNMAP | (VM_LOCKED if advice == "dontneed" else 0)):
+                return -EINVAL, vma
             self.zap(vma.mm, start, end, reclaim_pt=self.config.pt_reclaim)
+            return 0, vma
+        if advice in NO_EFFECT:
             return 0, vma
         try:
             set_, clear = FLAG_ADVICE[advice]

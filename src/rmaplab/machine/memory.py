@@ -32,8 +32,8 @@ import errno
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from rmaplab.machine.constants import HPAGE_PMD_NR, short_page
-from rmaplab.machine.flags import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
+from rmaplab.machine.constants import HPAGE_PMD_NR, STACK_GUARD_GAP, short_page
+from rmaplab.machine.flags import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE
 from rmaplab.machine.folio import Folio, SwapSlot
 from rmaplab.machine.pagetable import (
     MigrationPte,
@@ -82,6 +82,7 @@ class MemoryOps:
         def huge_anonymous_fault(self, mm: Mm, vma: Vma, b: int, write: bool) -> int: ...
         def huge_wp_fault(self, mm: Mm, vma: Vma, b: int, e: PmdMap, vpn: int) -> int: ...
         def vma_start_write(self, vma: Vma) -> None: ...
+        def set_range(self, vma: Vma, start: int, end: int, pgoff: int) -> None: ...
 
     # ------------------------------------------------------------- page level
     def map_pte(self, mm: Mm, vpn: int, folio: Folio, idx: int, write: bool) -> None:
@@ -112,6 +113,52 @@ class MemoryOps:
         return f
 
     # ------------------------------------------------------------------ faults
+    def fault_at(self, mm: Mm, vpn: int, write: bool) -> int:
+        """A user or kernel access of page ``vpn`` (``do_user_addr_fault`` ->
+        ``lock_mm_and_find_vma``): below a VM_GROWSDOWN VMA the stack grows
+        first (``expand_downwards``); then ``handle_mm_fault``.  Returns 0
+        or -EFAULT (SIGSEGV)."""
+        vma = mm.vmas.find_vma(vpn)
+        if vma is None:
+            return -EFAULT
+        if vpn < vma.start:
+            if not vma.flags & VM_GROWSDOWN or self.expand_downwards(vma, vpn):
+                return -EFAULT
+        return self.handle_mm_fault(mm, vma, vpn, write)
+
+    def force_write_fault(self, mm: Mm, vma: Vma, vpn: int) -> int:
+        """A GUP write with FOLL_FORCE (``get_user_pages_remote`` of execve's
+        ``copy_strings``, ``/proc/PID/mem``): allowed on a private VMA
+        without VM_WRITE, where it breaks COW but leaves the PTE read-only
+        (``can_follow_write_pte``, ``maybe_mkwrite``)."""
+        if vma.flags & VM_WRITE:
+            return self.handle_mm_fault(mm, vma, vpn, True)
+        if vma.flags & VM_SHARED:
+            return -EFAULT
+        vma.flags |= VM_WRITE
+        try:
+            r = self.handle_mm_fault(mm, vma, vpn, True)
+        finally:
+            vma.flags &= ~VM_WRITE
+        e = mm.pt.entry(vpn)
+        if e is not None:
+            e.write = False  # type: ignore[union-attr]
+        return r
+
+    def expand_downwards(self, vma: Vma, vpn: int) -> int:
+        """``expand_downwards()``: keep ``stack_guard_gap`` from an accessible
+        VMA below (ENOMEM), ``anon_vma_prepare``, then grow ``vma`` down to
+        ``vpn`` (its pgoff goes down with it)."""
+        prev = vma.mm.vmas.prev(vma)
+        if (prev is not None and not prev.flags & VM_GROWSDOWN and prev.flags & _READABLE
+                and vpn - prev.end < STACK_GUARD_GAP):
+            return -errno.ENOMEM
+        self.design.anon_vma_prepare(vma)
+        tok = self.design.anon_vma_lock_write(vma)
+        self.set_range(vma, vpn, vma.end, vma.pgoff - (vma.start - vpn))
+        self.design.anon_vma_unlock_write(tok)
+        return 0
+
     def handle_mm_fault(self, mm: Mm, vma: Vma, vpn: int, write: bool) -> int:
         """``handle_mm_fault()`` for one access (nothing to do if already
         mapped with enough permission).  Returns 0 or -EFAULT."""

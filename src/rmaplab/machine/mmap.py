@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from rmaplab.machine.constants import ARENA_END_VPN, FAR_TOP_VPN, HPAGE_PMD_NR
+from rmaplab.machine.constants import ARENA_END_VPN, FAR_TOP_VPN, HPAGE_PMD_NR, STACK_GUARD_GAP
 from rmaplab.machine.flags import (
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -116,6 +116,48 @@ class MmapOps:
         if flags & MAP_POPULATE or vm_flags & VM_LOCKED:
             self.mm_populate(mm, addr, end)
         return 0
+
+    def do_brk(self, mm: Mm, brk_vpn: int) -> int:
+        """``brk()`` with the new break rounded up to a page (``brk_vpn``):
+        shrinking unmaps, growing expands the heap VMA (``do_brk_flags``: a
+        ``just_expand`` merge with the VMA ending at the old break, which a
+        fork child's inherited heap refuses, else a new VMA with VM_ACCOUNT
+        and the mm's default flags); growth fails if another VMA lies within
+        the stack guard gap above.  Returns the new break (vpn), or the old
+        one if nothing was done (as the kernel returns)."""
+        if mm.start_brk is None or mm.brk is None:
+            return mm.brk or 0
+        if brk_vpn < mm.start_brk:
+            return mm.brk
+        old = mm.brk
+        if brk_vpn == old:
+            return old
+        self.mmap_write_lock(mm)
+        try:
+            if brk_vpn < old:  # always allow shrinking
+                self.do_munmap(mm, brk_vpn, old)
+                mm.brk = brk_vpn
+                return brk_vpn
+            if mm.vmas.overlapping(old, brk_vpn + 1 + STACK_GUARD_GAP):
+                return old
+            flags = VM_READ | VM_WRITE | VM_MAY_ALL | VM_ACCOUNT | mm.def_flags
+            prev = mm.vmas.find(old - 1) if old > mm.start_brk else None
+            vma = None
+            if prev is not None and prev.end == old:
+                vmg = Vmg(mm, old, brk_vpn, old, flags, None, None, prev=prev)
+                vmg.just_expand = True
+                vma = self.vma_merge_new_range(vmg)
+            if vma is None:
+                vma = self.new_vma(mm, old, brk_vpn, old, flags, None)
+                vma.name = "[heap]"
+                self.sync.point("do_brk_flags: vma_link")
+                mm.vmas.insert(vma)
+            mm.brk = brk_vpn
+        finally:
+            self.mmap_write_unlock(mm)
+        if mm.def_flags & VM_LOCKED:
+            self.mm_populate(mm, old, brk_vpn)
+        return brk_vpn
 
     def mmap_region(self, mm: Mm, addr: int, end: int, pgoff: int, flags: int,
                     file: File | None, shmem: bool = False) -> Vma:

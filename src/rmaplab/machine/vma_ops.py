@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rmaplab.machine.constants import short_page
-from rmaplab.machine.flags import VM_SOFTDIRTY
+from rmaplab.machine.flags import VM_SOFTDIRTY, VM_SPECIAL
 from rmaplab.machine.vma import Vma
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class VmaOps:
         brk, mremap destination) with prev and/or next.  Returns the merged
         VMA or None."""
         prev, nxt = vmg.prev, vmg.next
-        if prev is None and nxt is None:
+        if (prev is None and nxt is None) or vmg.flags & VM_SPECIAL:
             return None
         left = self.can_vma_merge_left(vmg)
         right = (not vmg.just_expand) and self.can_vma_merge_right(vmg, left)
@@ -279,7 +279,7 @@ class VmaOps:
         start, end = vmg.start, vmg.end
         left_side = start == middle.start
         right_side = end == middle.end
-        if not left_side and not right_side:
+        if (not left_side and not right_side) or vmg.flags & VM_SPECIAL:
             return None
         merge_left = left_side and self.can_vma_merge_left(vmg)
         nxt = None
