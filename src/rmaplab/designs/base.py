@@ -61,6 +61,9 @@ class RmapDesign:
 
     #: name used by ``--design``
     name = "base"
+    #: the walk reads ``rwc.found`` (what page_vma_mapped_walk found so far):
+    #: the oracle then computes it for every VMA it is offered
+    uses_found = False
     #: one line for ``rmaplab designs``
     summary = "a design that keeps nothing (the base class)"
     #: options accepted by the constructor: name -> allowed values

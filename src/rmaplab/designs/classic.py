@@ -364,6 +364,12 @@ class ClassicDesign(RmapDesign):
         c["locks"] += 1
         c["lookups"] += 1
         sync = self.machine.sync
+        if not sync.active:  # sequentially the lock protocol is moot
+            av = folio.mapping
+            if av is None or av.freed or (rwc.anon_lock and not folio.mapcount):
+                return
+            self._walk_tree(folio, av, rwc)
+            return
         if not rwc.anon_lock:
             av = folio.mapping
             if av is None:
@@ -412,17 +418,24 @@ class ClassicDesign(RmapDesign):
                     sync.unlock(lk)
                     return
         sync.point(f"anon_vma {av.id} interval tree query")
+        self._walk_tree(folio, av, rwc)
+        sync.unlock(lk)
+
+    def _walk_tree(self, folio: Folio, av: AnonVma, rwc: RmapWalkControl) -> None:
+        """The loop of ``rmap_walk_anon`` (the caller holds the lock):
+        ``anon_vma_interval_tree_foreach`` over [index, index + nr - 1]."""
+        sync = self.machine.sync
         first = folio.index
         cands = [(a.vma, a.vma.start + (first - a.vma.pgoff))
                  for a in av.index().overlapping(first, first + folio.nr - 1)]
         if sync.active:
             sync.note("-> " + (", ".join(f"{v.mm.name} VMA {v.id}" for v, _ in cands) or "none"))
         rmap_one = rwc.rmap_one
+        c = self.cost
         for vma, base in cands:
             c["vmas"] += 1
             if not rmap_one(folio, vma, base):
                 break
-        sync.unlock(lk)
 
     def folio_get_anon_vma(self, folio: Folio) -> Any:
         """``folio_get_anon_vma()``: a reference on the folio's anon_vma."""

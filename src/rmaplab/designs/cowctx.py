@@ -128,7 +128,8 @@ def traverse_contexts(c: CowContext, sync: Sync) -> Iterator[CowContext]:
     newest child first; each children list is read (a point: RCU lists
     change under the walk) only when the walk gets there."""
     yield c
-    sync.point(f"read children of context {c.id}")
+    if sync.active:
+        sync.point(f"read children of context {c.id}")
     stack = [(c, list(c.children))]
     if sync.active:
         sync.note(f"-> {[k.id for k in c.children]}")
@@ -136,7 +137,8 @@ def traverse_contexts(c: CowContext, sync: Sync) -> Iterator[CowContext]:
         node, kids = stack[-1]
         if kids:
             child = kids.pop(0)
-            sync.point(f"read children of context {child.id}")
+            if sync.active:
+                sync.point(f"read children of context {child.id}")
             stack.append((child, list(child.children)))
             continue
         stack.pop()
@@ -159,6 +161,7 @@ class CowContextDesign(RmapDesign):
     name = "cowctx"
     summary = "Lorenzo Stoakes' CoW context, the correct reading of the PoC (mm/cow_context.c)"
     options = {"shortcut": ("found", "poc"), "link": ("before", "after")}
+    uses_found = True
 
     def __init__(self, shortcut: str = "found", link: str = "before", **options: Any) -> None:
         super().__init__(**options)
@@ -331,7 +334,8 @@ class CowContextDesign(RmapDesign):
             sync.note(f"= {self.anchor_name(c0)}")
         if c0 is None:
             return
-        sync.use(c0, self.anchor_name(c0))
+        if sync.active:
+            sync.use(c0, self.anchor_name(c0))
         if c0.freed:
             return
         sync.rcu_read_lock()
@@ -359,7 +363,9 @@ class CowContextDesign(RmapDesign):
         poc = self.shortcut == "poc"
         mm = cur.mm
         cost["anchors"] += 1
-        sync.point(f"visit context {cur.id} ({mm.name if mm else 'mm gone'})")
+        act = sync.active
+        if act:
+            sync.point(f"visit context {cur.id} ({mm.name if mm else 'mm gone'})")
         if mm is None or not mm.alive:
             return "continue"
         cost["locks"] += 1  # mmget_not_zero (+ mmap_read_trylock)
@@ -384,7 +390,8 @@ class CowContextDesign(RmapDesign):
         rmap_one = rwc.rmap_one
         for off in offs:
             cost["lookups"] += 1  # mm_mt range walk
-            sync.point(f"mm_mt lookup at offset {off}")
+            if act:
+                sync.point(f"mm_mt lookup at offset {off}")
             base = folio.index + off
             for vma in mm.vmas.overlapping(base, base + folio.nr):
                 cost["vmas"] += 1

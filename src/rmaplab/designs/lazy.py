@@ -541,7 +541,8 @@ class LazyDesign(ClassicDesign):
         c["lookups"] += 1
         c["locks"] += 1  # the VMA reference / read lock, no anon_vma lock
         sync = self.machine.sync
-        sync.use(root, f"root VMA {root.id}")
+        if sync.active:
+            sync.use(root, f"root VMA {root.id}")
         if root.freed:
             sync.rcu_read_unlock()
             return
@@ -574,7 +575,8 @@ class LazyDesign(ClassicDesign):
                 sync.unlock(("vma", vma.id))
             if not cont:
                 break
-        sync.point(f"vma_put(root VMA {root.id})")
+        if sync.active:
+            sync.point(f"vma_put(root VMA {root.id})")
         self.vma_put(root)
         if self.retry:
             sync.point("read folio->mapping again (retry)")

@@ -68,6 +68,8 @@ class Design(Protocol):
     cost: Counter[str]
     #: False if dup_anon_rmap does nothing (set by attach)
     hooks_dup: bool
+    #: the walk reads rwc.found
+    uses_found: bool
 
     def attach(self, machine: Machine) -> None: ...
 

@@ -170,6 +170,11 @@ class RmapOps:
                 rwc.found += 1
             return True
 
+        if not self.design.uses_found:
+            def one(f: Folio, vma: Vma, base: int) -> bool:  # noqa: F811
+                out.append((vma, base))
+                return True
+
         rwc = RmapWalkControl(CHECK, one, anon_lock=True)
         self.design.rmap_walk(folio, rwc)
         return out
