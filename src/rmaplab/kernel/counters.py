@@ -26,6 +26,7 @@ Two methods, chosen by :func:`make_counter`:
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from pathlib import Path
@@ -63,8 +64,16 @@ def tracefs_root() -> Path | None:
     if p.is_dir() and os.geteuid() == 0:
         os.system(f"mount -t tracefs nodev {p} >/dev/null 2>&1")
         if (p / "instances").is_dir():
+            # leave the machine as we found it: unmount what we mounted
+            atexit.register(_umount_tracefs, p)
             return p
     return None
+
+
+def _umount_tracefs(p: Path) -> None:
+    """Undo :func:`tracefs_root`'s mount, unless someone else uses it now."""
+    if (p / "instances").is_dir() and not any((p / "instances").iterdir()):
+        os.system(f"umount {p} >/dev/null 2>&1")
 
 
 def parse_trace(text: str) -> tuple[int, int]:
