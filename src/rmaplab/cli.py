@@ -301,6 +301,40 @@ def cmd_explore(a: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def cmd_draw(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.fuzz.atomic import write_atomic
+    from rmaplab.report.draw import draw
+
+    make_design(a.design)
+    (sc,) = _parse_all([a.file])
+    out = draw(sc, a.design, a.at, a.format, a.folio)
+    if a.out:
+        write_atomic(a.out, out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from rmaplab.designs import make_design
+    from rmaplab.report.html import write_reports
+
+    designs = a.designs.split(",")
+    for d in designs:
+        make_design(d)
+    scs = _parse_all(a.files)
+    out = writable_dir(a.out, "--out")
+    at = [int(x) for x in a.at.split(",")] if a.at else []
+    prog = _progress(a, "report")
+    try:
+        for p in write_reports(scs, designs, out, at, prog):
+            print(f"wrote {p}")
+    finally:
+        prog.close()
+    return 0
+
+
 def cmd_designs(a: argparse.Namespace) -> int:
     from rmaplab.designs import describe_designs
 
@@ -329,6 +363,18 @@ def cmd_record(a: argparse.Namespace) -> int:
     lines, ok = record_files(_parse_all(a.files), a.method, a.runs, a.force)
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+def cmd_trace(a: argparse.Namespace) -> int:
+    from rmaplab.trace import record_trace
+
+    cmd = list(a.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UsageError("trace: no command given (rmaplab trace [--out FILE] -- CMD [ARGS...])")
+    out = Path(a.out) if a.out else Path(f"{Path(cmd[0]).name}.trace.gz")
+    return record_trace(cmd, out, quiet=a.quiet, grace=a.grace)
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
@@ -462,6 +508,27 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("files", nargs="*", metavar="FILE")
     xp.set_defaults(fn=cmd_explore)
 
+    dr = sub.add_parser("draw", help="a picture of a design's structures after a scenario line")
+    dr.add_argument("--design", default="classic")
+    dr.add_argument("--at", type=_count(1), default=None, metavar="LINE",
+                    help="the state after this line (default: the end)")
+    dr.add_argument("--folio", type=_count(1), default=None, metavar="N",
+                    help="also this folio: where it is mapped, what its walk visits and misses")
+    dr.add_argument("--format", choices=("svg", "dot", "txt"), default="svg")
+    dr.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    dr.add_argument("file", metavar="FILE")
+    dr.set_defaults(fn=cmd_draw)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page per scenario: memory, "
+                        "live objects over time, walk costs, pictures")
+    rp.add_argument("--designs", default="classic,lazy,cowctx")
+    rp.add_argument("--out", required=True, help="directory for the pages")
+    rp.add_argument("--at", default=None, metavar="LINE,...",
+                    help="add pictures of the structures after these lines")
+    rp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    rp.add_argument("files", nargs="+", metavar="FILE")
+    rp.set_defaults(fn=cmd_report)
+
     ds = sub.add_parser("designs", help="list every design, what it is, and its options")
     ds.set_defaults(fn=cmd_designs)
 
@@ -480,6 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--force", action="store_true", help="overwrite existing recordings")
     rec.add_argument("files", nargs="+", metavar="FILE")
     rec.set_defaults(fn=cmd_record)
+
+    tr = sub.add_parser("trace", help="run CMD on the live kernel and record its process tree's "
+                        "anonymous-rmap activity (docs/trace-format.md)")
+    tr.add_argument("--out", help="trace file (default: CMD's name + .trace.gz)")
+    tr.add_argument("--grace", type=_duration, default=10.0,
+                    help="seconds descendants may outlive CMD before they are killed (10)")
+    tr.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    tr.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    tr.set_defaults(fn=cmd_trace)
 
     b = sub.add_parser("bench", help="fixed synthetic workload: fault ops/s and fork cost")
     b.add_argument("--design", default="classic")

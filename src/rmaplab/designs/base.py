@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from rmaplab.machine.design import RmapWalkControl
+from rmaplab.machine.design import RmapWalkControl, StructEdge, StructNode
 
 if TYPE_CHECKING:
     from rmaplab.machine.folio import Folio, SwapSlot
@@ -221,6 +221,12 @@ class RmapDesign:
         value (the explorer's state cache): two states with equal keys must
         have the same futures."""
         return ()
+
+    def structure(self) -> tuple[list[StructNode], list[StructEdge]]:
+        """The design's live objects and their links to VMAs, folios and each
+        other, for ``rmaplab draw`` (machine objects are ``vma<N>``,
+        ``folio<N>``, ``mm<N>``)."""
+        return [], []
 
     def accounting(self) -> dict[str, tuple[int, int]]:
         """Live objects of this design: kind -> (count, bytes)."""

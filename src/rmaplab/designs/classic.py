@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from rmaplab.designs.base import OBJECT_BYTES, RmapDesign
 from rmaplab.designs.intervals import IntervalIndex
+from rmaplab.machine.design import StructEdge, StructNode
 from rmaplab.machine.flags import VM_ACCESS_FLAGS, VM_SOFTDIRTY
 
 if TYPE_CHECKING:
@@ -452,6 +453,28 @@ class ClassicDesign(RmapDesign):
         if isinstance(anchor, AnonVma):
             return f"anon_vma {anchor.id}"
         return super().anchor_name(anchor)
+
+    def structure(self) -> tuple[list[StructNode], list[StructEdge]]:
+        """Every live anon_vma (root, parent, counters), each VMA's chains
+        (an edge per anon_vma_chain, the VMA's own anon_vma in bold) and each
+        anonymous folio's mapping."""
+        nodes = [StructNode(f"av{a.id}", f"anon_vma {a.id}\nroot {a.root.id} parent {a.parent.id}"
+                            f"\nchildren {a.num_children} active {a.num_active_vmas}"
+                            f"\nrefcount {a.refcount}", "anon_vma")
+                 for a in sorted(self.live.values(), key=lambda a: a.id)]
+        edges = [StructEdge(f"av{a.id}", f"av{a.parent.id}", "parent", "dashed")
+                 for a in self.live.values() if a.parent is not a]
+        for mm in self.machine.mms.values():
+            for v in mm.vmas:
+                for avc in v.rmap or ():
+                    own = avc.anon_vma is v.anon_vma
+                    edges.append(StructEdge(f"vma{v.id}", f"av{avc.anon_vma.id}",
+                                            "anon_vma" if own else "avc",
+                                            "bold" if own else "solid"))
+        for f in self.machine.anon_folios.values():
+            if isinstance(f.mapping, AnonVma):
+                edges.append(StructEdge(f"folio{f.id}", f"av{f.mapping.id}", "mapping", "dotted"))
+        return nodes, edges
 
     def state_key(self) -> Hashable:
         return tuple((a.id, a.refcount, a.num_children, a.num_active_vmas, a.root.id,

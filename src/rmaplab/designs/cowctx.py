@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 from rmaplab.designs.base import RmapDesign
 from rmaplab.designs.intervals import IntervalIndex
 from rmaplab.errors import UsageError
-from rmaplab.machine.design import REMOVE_MIGRATION
+from rmaplab.machine.design import REMOVE_MIGRATION, StructEdge, StructNode
 from rmaplab.machine.sync import Sync
 
 if TYPE_CHECKING:
@@ -442,6 +442,25 @@ class CowContextDesign(RmapDesign):
         if anchor is FAULTED:
             return "faulted (COW mode)"
         return super().anchor_name(anchor)
+
+    def structure(self) -> tuple[list[StructNode], list[StructEdge]]:
+        """Every context (its mm, references, remap entries), its parent
+        link, each mm's context and each folio's context."""
+        nodes, edges = [], []
+        for c in sorted(self.contexts.values(), key=lambda c: c.id):
+            remaps = "".join(f"\npgoff {a:#x}..{z:#x} offset {o:+#x}"
+                             for a, z, o in sorted(c.contrib.values()))
+            nodes.append(StructNode(f"ctx{c.id}", f"cow_context {c.id}"
+                                    f"\nmm {c.mm.name if c.mm else '(gone)'} ref {c.refcnt}"
+                                    f"{remaps}", "context"))
+            if c.parent is not None:
+                edges.append(StructEdge(f"ctx{c.id}", f"ctx{c.parent.id}", "parent", "dashed"))
+            if c.mm is not None:
+                edges.append(StructEdge(f"mm{c.mm.id}", f"ctx{c.id}", "cow_context", "bold"))
+        for f in self.machine.anon_folios.values():
+            if isinstance(f.mapping, CowContext):
+                edges.append(StructEdge(f"folio{f.id}", f"ctx{f.mapping.id}", "mapping", "dotted"))
+        return nodes, edges
 
     def state_key(self) -> Hashable:
         return tuple((c.id, c.refcnt, c.freed, c.parent.id if c.parent else None,

@@ -96,7 +96,7 @@ from rmaplab.designs.base import OBJECT_BYTES
 from rmaplab.designs.classic import AnonVma, ClassicDesign, anon_vma_compatible, root_lock
 from rmaplab.errors import UsageError
 from rmaplab.machine.constants import short_page
-from rmaplab.machine.design import MIGRATE, REMOVE_MIGRATION
+from rmaplab.machine.design import MIGRATE, REMOVE_MIGRATION, StructEdge, StructNode
 
 if TYPE_CHECKING:
     from rmaplab.machine.design import RmapWalkControl
@@ -611,6 +611,29 @@ class LazyDesign(ClassicDesign):
         if self.is_lazy_handle(anchor) and hasattr(anchor, "mm"):
             return f"root VMA {anchor.id}"
         return super().anchor_name(anchor)
+
+    def structure(self) -> tuple[list[StructNode], list[StructEdge]]:
+        """Today's objects for upgraded VMAs, plus each VMA's references to
+        its lineage roots, retained (unmapped) roots, and lazy folios'
+        root VMAs."""
+        nodes, edges = super().structure()
+        for r in sorted(self.retained, key=lambda v: v.id):
+            nodes.append(StructNode(f"vma{r.id}", f"retained root VMA {r.id}\n"
+                                    f"[{r.start:#x}..{r.end:#x}) pgoff {r.pgoff:#x}\n"
+                                    f"{len(st(r).members)} references", "retained"))
+        for mm in self.machine.mms.values():
+            for v in mm.vmas:
+                s = v.design
+                if s is None or v.anon_vma is None:
+                    continue
+                for r in s.roots:
+                    if r is not v:
+                        edges.append(StructEdge(f"vma{v.id}", f"vma{r.id}", "root ref", "dashed"))
+        for f in self.machine.anon_folios.values():
+            if self.is_lazy_handle(f.mapping):
+                edges.append(StructEdge(f"folio{f.id}", f"vma{f.mapping.id}", "mapping (lazy)",
+                                        "dotted"))
+        return nodes, edges
 
     def state_key(self) -> Hashable:
         vmas: dict[int, Vma] = {v.id: v for v in self.retained}

@@ -60,6 +60,25 @@ class RmapWalkControl:
         self.found = 0
 
 
+class StructNode:
+    """An object of a design, for pictures (``rmaplab draw``): ``id`` is unique
+    in the picture; machine objects are ``vma<N>``, ``folio<N>``, ``mm<N>``."""
+
+    __slots__ = ("id", "label", "kind")
+
+    def __init__(self, nid: str, label: str, kind: str) -> None:
+        self.id, self.label, self.kind = nid, label, kind
+
+
+class StructEdge:
+    """A link between two picture objects (``style``: solid, dashed, dotted)."""
+
+    __slots__ = ("src", "dst", "label", "style")
+
+    def __init__(self, src: str, dst: str, label: str = "", style: str = "solid") -> None:
+        self.src, self.dst, self.label, self.style = src, dst, label, style
+
+
 class Design(Protocol):
     """What the machine needs from a design (see the module docstring)."""
 
@@ -119,6 +138,7 @@ class Design(Protocol):
     # ---- explorer and accounting
     def anchor_name(self, anchor: Any) -> str: ...
     def state_key(self) -> Hashable: ...
+    def structure(self) -> tuple[list[StructNode], list[StructEdge]]: ...
     def accounting(self) -> dict[str, tuple[int, int]]: ...
     def measure(self) -> dict[str, int]: ...
     def measure_extra(self) -> dict[str, int]: ...
