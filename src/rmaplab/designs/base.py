@@ -74,6 +74,11 @@ class RmapDesign:
             raise TypeError(f"design {self.name} takes no options, got {sorted(options)}")
         self.machine: Machine
         self.cost: Counter[str] = Counter()
+        #: the kernel's slab allocations and frees this design makes, by the
+        #: call site the kmem tracepoints name ("A av __anon_vma_prepare",
+        #: "D avc unlink_anon_vmas"): only a design that is the kernel's own
+        #: (classic) fills it; ``rmaplab replay`` compares it with a trace's
+        self.kmem: Counter[str] = Counter()
 
     def attach(self, machine: Machine) -> None:
         """Called once by the machine that uses this design."""

@@ -114,18 +114,21 @@ class ClassicDesign(RmapDesign):
         self._next_id = 0
 
     # ---- objects ---------------------------------------------------------------
-    def anon_vma_alloc(self) -> AnonVma:
-        """``anon_vma_alloc()``: refcount 1, root = parent = itself."""
+    def anon_vma_alloc(self, site: str = "__anon_vma_prepare") -> AnonVma:
+        """``anon_vma_alloc()`` (inlined into ``site``): refcount 1, root =
+        parent = itself."""
         self._next_id += 1
         av = AnonVma(self._next_id)
         self.live[av.id] = av
         self.cost["allocs"] += 1
+        self.kmem["A av " + site] += 1
         return av
 
     def anon_vma_free(self, av: AnonVma) -> None:
         av.freed = True
         del self.live[av.id]
         self.cost["t:free_anon_vma"] += 1
+        self.kmem["D av __put_anon_vma"] += 1  # anon_vma_free() inlined there
 
     def put_anon_vma(self, av: AnonVma) -> None:
         """``put_anon_vma()``: drop a reference; the last one frees it."""
@@ -143,12 +146,15 @@ class ClassicDesign(RmapDesign):
             if root.refcount == 0:
                 self.anon_vma_free(root)
 
-    def anon_vma_chain_link(self, vma: Vma, av: AnonVma) -> None:
-        """``anon_vma_chain_link()``: a new chain at the head of the VMA's list
-        and in the anon_vma's interval tree."""
+    def anon_vma_chain_link(self, vma: Vma, av: AnonVma,
+                            site: str = "__anon_vma_prepare") -> None:
+        """``anon_vma_chain_alloc()`` in ``site`` + ``anon_vma_chain_link()``:
+        a new chain at the head of the VMA's list and in the anon_vma's
+        interval tree."""
         avc = Avc(vma, av)
         self.n_avc += 1
         self.cost["allocs"] += 1
+        self.kmem["A avc " + site] += 1
         if vma.rmap is None:
             vma.rmap = []
         vma.rmap.append(avc)
@@ -222,7 +228,7 @@ class ClassicDesign(RmapDesign):
         sync.lock(lk)  # lock_anon_vma_root()
         for pavc in list(src.rmap):
             av = pavc.anon_vma
-            self.anon_vma_chain_link(dst, av)
+            self.anon_vma_chain_link(dst, av, "anon_vma_clone")
             if (dst.anon_vma is None and src.anon_vma is not None
                     and av.num_children < 2 and av.num_active_vmas == 0):
                 dst.anon_vma = av
@@ -256,6 +262,7 @@ class ClassicDesign(RmapDesign):
         self.n_avc += len(chain)
         self.cost["allocs"] += len(chain)
         self.cost["fork_entries"] += len(chain)
+        self.kmem["A avc anon_vma_clone"] += len(chain)
         if reuse is not None:
             child_vma.anon_vma = reuse
             reuse.num_active_vmas += 1
@@ -269,6 +276,8 @@ class ClassicDesign(RmapDesign):
         self.live[av.id] = av
         av.num_active_vmas = 1
         self.cost["allocs"] += 2
+        self.kmem["A av anon_vma_fork"] += 1
+        self.kmem["A avc anon_vma_fork"] += 1
         root = av.root = pav.root
         av.parent = pav
         root.refcount += 1  # get_anon_vma(anon_vma->root)
@@ -302,6 +311,7 @@ class ClassicDesign(RmapDesign):
                     emptied.append(avc)
                 else:
                     self.n_avc -= 1
+                    self.kmem["D avc unlink_anon_vmas"] += 1
         own = self.own_anon_vma(vma)
         if own is not None:
             own.num_active_vmas -= 1
@@ -311,6 +321,7 @@ class ClassicDesign(RmapDesign):
         for avc in emptied:
             self.put_anon_vma(avc.anon_vma)
             self.n_avc -= 1
+            self.kmem["D avc unlink_anon_vmas"] += 1
         vma.rmap = None
 
     def own_anon_vma(self, vma: Vma) -> AnonVma | None:

@@ -96,7 +96,8 @@ FAULTED = Faulted()
 class CowContext:
     """``struct cow_context``."""
 
-    __slots__ = ("id", "mm", "parent", "children", "refcnt", "contrib", "freed", "_index")
+    __slots__ = ("id", "mm", "parent", "children", "refcnt", "contrib", "freed", "_index",
+                 "_bytes")
 
     def __init__(self, cid: int, mm: Mm) -> None:
         self.id = cid
@@ -108,6 +109,8 @@ class CowContext:
         self.contrib: dict[Vma, tuple[int, int, int]] = {}
         self.freed = False
         self._index: IntervalIndex[int] | None = None
+        #: tree_bytes() of the current contents (None: changed since)
+        self._bytes: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return (f"<cow_context {self.id} mm={self.mm.name if self.mm else None} "
@@ -222,7 +225,7 @@ class CowContextDesign(RmapDesign):
             c.contrib[vma] = new
             self.cost["remap_updates"] += 1
             self.cost["t:remap_entry_set"] += 1
-        c._index = None
+        c._index = c._bytes = None
 
     # ---- faults ------------------------------------------------------------------------
     def anon_vma_prepare(self, vma: Vma) -> None:
@@ -266,7 +269,7 @@ class CowContextDesign(RmapDesign):
         c = vma.mm.design
         if c is not None and vma in c.contrib:
             del c.contrib[vma]
-            c._index = None
+            c._index = c._bytes = None
 
     def vma_range_changed(self, vma: Vma) -> None:
         """``cow_context_vma_adjust`` (correct form: replace the entry)."""
@@ -470,7 +473,14 @@ class CowContextDesign(RmapDesign):
 
     # ---- accounting ---------------------------------------------------------------------------
     def tree_bytes(self, c: CowContext) -> tuple[int, int]:
-        """(maple nodes, bytes incl. offset arrays) of one context's tree."""
+        """(maple nodes, bytes incl. offset arrays) of one context's tree:
+        O(E log E + S x E) for E entries and S segments when it changed since
+        the last call, O(1) otherwise (cached until ``update``/unmap)."""
+        if c._bytes is None:
+            c._bytes = self._tree_bytes(c)
+        return c._bytes
+
+    def _tree_bytes(self, c: CowContext) -> tuple[int, int]:
         if not c.contrib:
             return 0, 0
         bounds = sorted({b for a, z, _ in c.contrib.values() for b in (a, z + 1)})

@@ -85,6 +85,9 @@ class Design(Protocol):
     name: str
     machine: Machine
     cost: Counter[str]
+    #: slab allocations/frees by kernel call site ("A av __anon_vma_prepare");
+    #: filled only by the design that is the kernel's own (classic)
+    kmem: Counter[str]
     #: False if dup_anon_rmap does nothing (set by attach)
     hooks_dup: bool
     #: the walk reads rwc.found

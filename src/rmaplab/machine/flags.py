@@ -97,6 +97,12 @@ def prot_to_vm(prot: int) -> int:
     return prot & VM_ACCESS_FLAGS
 
 
+#: x86 memory protection keys in vm_flags (VM_PKEY_BIT0..3 = VM_HIGH_ARCH_0..3,
+#: include/linux/mm.h): bits 32..35
+VM_PKEY_SHIFT = 32
+VM_PKEY_MASK = 0xF << VM_PKEY_SHIFT
+
+
 # mmap(2) flags (include/uapi/linux/mman.h, asm-generic/mman-common.h, x86_64)
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02

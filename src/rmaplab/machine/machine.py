@@ -98,6 +98,8 @@ class Machine(MemoryOps, HugeMemoryOps, VmaOps, MmapOps, MprotectOps, MadviseOps
         self.anon_folios: dict[int, Folio] = {}
         #: swap slots in use (count > 0 or in the swap cache)
         self.swap_slots = 0
+        #: a replay's override of get_unmapped_area (vpn), consumed by it
+        self.chosen_area: int | None = None
         self.zero_page = Folio(-1, 1, anon=False, zero=True)
         self.huge_zero_page = Folio(-2, HPAGE_PMD_NR, anon=False, zero=True)
         design.attach(self)

@@ -50,6 +50,7 @@ class MmapOps:
     """mm/mmap.c, as a mixin of :class:`rmaplab.machine.machine.Machine`."""
 
     if TYPE_CHECKING:
+        chosen_area: int | None
         design: Design
         sync: Sync
 
@@ -203,7 +204,12 @@ class MmapOps:
         anonymous lengths that are multiples of 2 MiB are 2 MiB aligned
         (``thp_get_unmapped_area_vmflags``, pgoff treated as 0); file
         mappings are aligned like their file offset when the range holds a
-        whole aligned 2 MiB (``thp_get_unmapped_area``)."""
+        whole aligned 2 MiB (``thp_get_unmapped_area``).  A replay of a trace
+        sets ``chosen_area`` first: the address the recorded kernel chose
+        (its ``mremap`` return value), taken once."""
+        if self.chosen_area is not None:
+            ret, self.chosen_area = self.chosen_area, None
+            return ret
         align = 0
         if vma.file is None and not vma.flags & VM_SHARED:
             need_align = npages % HPAGE_PMD_NR == 0

@@ -9,6 +9,8 @@ from rmaplab.machine.flags import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
     VM_NORESERVE,
+    VM_PKEY_MASK,
+    VM_PKEY_SHIFT,
     VM_SHARED,
     VM_WRITE,
     prot_to_vm,
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from rmaplab.machine.mm import Mm
     from rmaplab.machine.vma import Vma
 
-ENOMEM, EACCES = errno.ENOMEM, errno.EACCES
+ENOMEM, EACCES, EINVAL = errno.ENOMEM, errno.EACCES, errno.EINVAL
 
 
 class MprotectOps:
@@ -31,17 +33,23 @@ class MprotectOps:
         def mmap_write_lock(self, mm: Mm) -> None: ...
         def mmap_write_unlock(self, mm: Mm) -> None: ...
 
-    def do_mprotect(self, mm: Mm, start: int, end: int, prot: int) -> int:
+    def do_mprotect(self, mm: Mm, start: int, end: int, prot: int, pkey: int = -1) -> int:
         """``do_mprotect_pkey()`` on pages [start, end): ENOMEM (nothing done)
         if ``start`` is not mapped; applied VMA by VMA up to a hole, then
-        ENOMEM; EACCES where the new protection exceeds VM_MAY*."""
+        ENOMEM; EACCES where the new protection exceeds VM_MAY*.  ``pkey``
+        (``pkey_mprotect``; -1: ``mprotect``, which keeps each VMA's key, as
+        x86's ``arch_override_mprotect_pkey`` does outside execute-only
+        mappings) goes into the VM_PKEY_BIT* flags (arch/x86: bits 32..35),
+        so VMAs of different keys neither merge nor stay one VMA."""
+        if pkey > 15:
+            return -EINVAL  # mm_pkey_is_allocated() fails: 16 keys on x86
         self.mmap_write_lock(mm)
         try:
-            return self._mprotect(mm, start, end, prot)
+            return self._mprotect(mm, start, end, prot, pkey)
         finally:
             self.mmap_write_unlock(mm)
 
-    def _mprotect(self, mm: Mm, start: int, end: int, prot: int) -> int:
+    def _mprotect(self, mm: Mm, start: int, end: int, prot: int, pkey: int = -1) -> int:
         vma = mm.vmas.find_vma(start)
         if vma is None or vma.start >= end or vma.start > start:
             return -ENOMEM
@@ -53,6 +61,8 @@ class MprotectOps:
             if vma.start != tmp:
                 return -ENOMEM
             newflags = newprot | (vma.flags & ~VM_ACCESS_FLAGS)
+            if pkey >= 0:
+                newflags = (newflags & ~VM_PKEY_MASK) | (pkey << VM_PKEY_SHIFT)
             if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
                 return -EACCES
             tmp = min(vma.end, end)
