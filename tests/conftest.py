@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,26 @@ def live_kernel() -> None:
     why = kernel_reason()
     if why:
         pytest.skip(f"live kernel unavailable: {why}")
+
+
+def leftovers() -> list[str]:
+    """rmaplab's tracefs instances and trace temp dirs on this machine."""
+    inst = Path("/sys/kernel/tracing/instances")
+    mine = [p.name for p in inst.glob("rmaplab_*")] if inst.is_dir() else []
+    return mine + [p.name for p in Path("/tmp").glob("rmaplab-t-*")]
+
+
+@pytest.fixture
+def clean_kernel(live_kernel: None) -> None:
+    """The live kernel, with a C compiler for the trace helper and nothing
+    of rmaplab's left on the machine (stale leftovers swept first)."""
+    from rmaplab.kernel.cleanup import sweep_stale
+    from rmaplab.kernel.runner import kernel_lock
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler for the trace helper")
+    with kernel_lock():
+        sweep_stale()
+    assert leftovers() == []
+
+

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import leftovers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -232,21 +233,6 @@ def test_sweep_stale_tmp_dirs(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- live kernel
-
-
-def leftovers() -> list[str]:
-    inst = Path("/sys/kernel/tracing/instances")
-    mine = [p.name for p in inst.glob("rmaplab_*")] if inst.is_dir() else []
-    return mine + [p.name for p in Path("/tmp").glob("rmaplab-t-*")]
-
-
-@pytest.fixture
-def clean_kernel(live_kernel: None) -> None:
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler for the trace helper")
-    with kernel_lock():
-        sweep_stale()
-    assert leftovers() == []
 
 
 def trace(tmp: Path, argv: list[str], name: str = "t.trace.gz") -> tuple[int, list[Event]]:

@@ -84,3 +84,24 @@ def run_bench(design: str = "classic", vmas: int = 3000, children: int = 50,
         f"mean {fork['fork_mean_ms']:.2f} ms, max {fork['fork_max_ms']:.2f} ms, "
         f"{fork['fork_objects']:.0f} objects allocated",
     ]
+
+
+def replay_bench(traces: list[str], designs: list[str], repeat: int = 3) -> list[str]:
+    """``rmaplab bench --replay TRACE...``: each trace replayed through each
+    design alone (``rmaplab replay --no-walks``), best of ``repeat`` runs:
+    events per second and per minute, including parsing the gzip trace."""
+    from rmaplab.replay import replay
+
+    out = []
+    for t in traces:
+        for d in designs:
+            best = None
+            for _ in range(max(1, repeat)):
+                r = replay(t, [d], walks=False)
+                rate = r.events / max(r.seconds, 1e-9)
+                if best is None or rate > best[1]:
+                    best = (r.events, rate)
+            assert best is not None
+            out.append(f"replay {t} through {d}: {best[0]:,} events, {best[1]:,.0f} events/s "
+                       f"({best[1] * 60 / 1e6:.2f} M events/min), best of {max(1, repeat)}")
+    return out

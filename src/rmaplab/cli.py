@@ -377,10 +377,59 @@ def cmd_trace(a: argparse.Namespace) -> int:
     return record_trace(cmd, out, quiet=a.quiet, grace=a.grace)
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
-    from rmaplab.bench import run_bench
+def cmd_replay(a: argparse.Namespace) -> int:
+    import json
 
-    print("\n".join(run_bench(a.design, a.vmas, a.children, a.repeat)))
+    from rmaplab.designs import make_design
+    from rmaplab.fuzz.atomic import write_atomic
+    from rmaplab.replay import format_result, kernel_vs_model, replay, result_json
+
+    designs = a.designs.split(",")
+    for d in designs:
+        make_design(d)
+    for t in a.traces:
+        if not Path(t).is_file():
+            raise UsageError(f"replay: no such trace file: {t}")
+    ok, results = True, []
+    for t in a.traces:
+        prog = _progress(a, f"replay {Path(t).name}", None, "events")
+        try:
+            r = replay(t, designs, walks=not a.no_walks, allow_incomplete=a.allow_incomplete,
+                       progress=prog, check_every=a.check_every if a.check else 0)
+        finally:
+            prog.close()
+        if a.json != "-":
+            print("\n".join(format_result(r)))
+        results.append(result_json(r))
+        if "classic" in r.runs and any(k != m for _w, k, m in kernel_vs_model(r)):
+            ok = False
+        if "classic" in r.runs and r.runs["classic"].divergences:
+            ok = False  # the other designs may merge differently by design
+        if any(run.violation for run in r.runs.values()):
+            ok = False
+    doc = results[0] if len(results) == 1 else results
+    if a.json == "-":
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    elif a.json:
+        write_atomic(a.json, json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return 0 if ok else 1
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from rmaplab.bench import replay_bench, run_bench
+    from rmaplab.designs import make_design
+
+    designs = a.design.split(",")
+    for d in designs:
+        make_design(d)
+    if a.replay:
+        for t in a.replay:
+            if not Path(t).is_file():
+                raise UsageError(f"bench: no such trace file: {t}")
+        print("\n".join(replay_bench(a.replay, designs, a.repeat)))
+        return 0
+    for d in designs:
+        print("\n".join(run_bench(d, a.vmas, a.children, a.repeat)))
     return 0
 
 
@@ -557,11 +606,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     tr.set_defaults(fn=cmd_trace)
 
+    rpl = sub.add_parser("replay", help="replay traces (rmaplab trace) through the designs; "
+                         "the classic model against the kernel's own allocations")
+    rpl.add_argument("--designs", "--design", dest="designs", default="classic,lazy,cowctx",
+                     help="designs to replay through, comma-separated (classic,lazy,cowctx)")
+    rpl.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                     help="print one JSON object instead of the text (or write it to FILE)")
+    rpl.add_argument("--check", action="store_true",
+                     help="run rmaplab check's oracle (every mapped folio's walk against the "
+                     "page tables, invariants) every --check-every events and at each exit "
+                     "snapshot; exit 1 on a violation")
+    rpl.add_argument("--check-every", type=_count(1), default=2000, metavar="N",
+                     help="events between checks with --check (2000)")
+    rpl.add_argument("--no-walks", action="store_true",
+                     help="skip the second pass measuring rmap walks at each design's peak")
+    rpl.add_argument("--allow-incomplete", action="store_true",
+                     help="replay a trace that lost events (its numbers are then a lower bound)")
+    rpl.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    rpl.add_argument("traces", nargs="+", metavar="TRACE")
+    rpl.set_defaults(fn=cmd_replay)
+
     b = sub.add_parser("bench", help="fixed synthetic workload: fault ops/s and fork cost")
     b.add_argument("--design", default="classic")
     b.add_argument("--vmas", type=_count(1), default=3000)
     b.add_argument("--children", type=_count(1), default=50)
     b.add_argument("--repeat", type=_count(1), default=3)
+    b.add_argument("--replay", nargs="+", metavar="TRACE",
+                   help="instead: replay speed of these traces, per design (events/s)")
     b.set_defaults(fn=cmd_bench)
     return p
 
