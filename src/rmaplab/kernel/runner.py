@@ -144,6 +144,7 @@ def kernel_lock(announce: bool = True) -> Iterator[None]:
             holders = lock_holders(LOCK_PATH)
             mine = ancestors()
             if holders and all(h in mine for h in holders):
+                _sweep(announce)
                 yield  # our caller holds it for us
                 return
             if announce:
@@ -152,9 +153,22 @@ def kernel_lock(announce: bool = True) -> Iterator[None]:
                       file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
+            _sweep(announce)
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _sweep(announce: bool) -> None:
+    """What killed runs left (tracefs instances, temp dirs) goes first, under
+    the lock (:func:`rmaplab.kernel.cleanup.sweep_stale`), said on stderr."""
+    import sys
+
+    from rmaplab.kernel.cleanup import sweep_stale
+
+    for what in sweep_stale():
+        if announce:
+            print(f"rmaplab: removed stale {what}", file=sys.stderr, flush=True)
 
 
 def _set_subreaper() -> None:

@@ -39,7 +39,6 @@ from pathlib import Path
 from types import FrameType
 
 from rmaplab.errors import KernelUnavailable, RmaplabError, UsageError
-from rmaplab.kernel.cleanup import sweep_stale
 from rmaplab.kernel.counters import (
     AVC_ALLOC_SITES,
     AVC_FREE_SITES,
@@ -726,9 +725,6 @@ def record_trace(argv: list[str], out: Path, *, quiet: bool = False,
         raise UsageError(f"trace: no such directory: {out.parent}")
     tracer = build_tracer()
     _set_subreaper()
-    with kernel_lock():
-        for what in sweep_stale():
-            if not quiet:
-                print(f"rmaplab: removed stale {what}", file=sys.stderr)
+    with kernel_lock(announce=not quiet):  # sweeps what killed runs left, first
         return _Recording(list(argv), exe, out, quiet, grace, tracer, root).run()
 
