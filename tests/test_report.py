@@ -127,3 +127,27 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert (width, height) == (1000, 1400)
     blank = rows[-1]
     assert sum(row != blank for row in rows) > 200
+
+
+PICTURES = sorted((ROOT / "docs" / "pictures").glob("*.svg"))
+
+
+def test_committed_pictures_exist() -> None:
+    assert len(PICTURES) >= 10
+
+
+@pytest.mark.parametrize("svg", PICTURES, ids=lambda p: p.stem)
+def test_committed_picture_shows_the_missed_mapping(svg: Path) -> None:
+    """Each docs/pictures/SCENARIO--DESIGN.svg (scripts/draw_pictures.py) is
+    drawn at the line where `rmaplab check` first fails DESIGN on SCENARIO,
+    and both it and the same state drawn now as text mark a MISSED run."""
+    from rmaplab.check import check_scenario
+
+    scn, design = svg.stem.split("--")
+    sc = parse_file(str(ROOT / "scenarios" / "reviewer" / f"{scn}.scn"))
+    v = check_scenario(sc, design)
+    assert v is not None and v.line > 0
+    m = re.search(r"folio (\d+)", v.what)
+    txt = draw(sc, design, v.line, "txt", int(m.group(1)) if m else None)
+    assert "MISSED" in txt
+    assert "MISSED" in svg.read_text() and f"line {v.line}" in svg.read_text()
