@@ -68,6 +68,49 @@ class Finding:
         return f"{self.design.replace(':', '_').replace('=', '-')}__{h}"
 
 
+def _counts(v: Any, what: str) -> None:
+    if not isinstance(v, dict) or not all(
+            isinstance(k, str) and type(n) is int and n >= 0 for k, n in v.items()):
+        raise ValueError(f"{what} is not a table of counts")
+
+
+def _check_state(state: dict[str, Any]) -> None:
+    """Every field of a checkpoint has the type ``save`` writes (ValueError
+    naming the first that does not): a hand-edited or corrupted file is
+    refused when loaded, not half-used later."""
+    shards = state.get("shards", {})
+    if not isinstance(shards, dict):
+        raise ValueError("shards is not an object")
+    for k, v in shards.items():
+        if not (isinstance(k, str) and k.isascii() and k.isdigit()) or not isinstance(v, dict):
+            raise ValueError(f"shard {k!r} is malformed")
+        for f in ("ops", "scenarios"):
+            if type(v.get(f)) is not int or v[f] < 0:
+                raise ValueError(f"shard {k}: {f} is not a count")
+        _counts(v.get("op_kinds"), f"shard {k}: op_kinds")
+        tr = v.get("transitions")
+        if not isinstance(tr, dict):
+            raise ValueError(f"shard {k}: transitions is not an object")
+        for d, c in tr.items():
+            _counts(c, f"shard {k}: transitions of {d}")
+        for f in ("cpu", "shrink_cpu"):
+            if f in v and (type(v[f]) not in (int, float) or not 0 <= v[f] < 1e12):
+                raise ValueError(f"shard {k}: {f} is not a duration")
+    findings = state.get("findings", [])
+    if not isinstance(findings, list):
+        raise ValueError("findings is not a list")
+    types = {"design": str, "signature": str, "message": str, "seed": int,
+             "original_lines": int, "lines": list, "shrunk": bool}
+    for i, f in enumerate(findings):
+        if not isinstance(f, dict) or set(f) - set(types) or not set(types) - {"shrunk"} <= set(f):
+            raise ValueError(f"finding {i} is malformed")
+        for name, t in types.items():
+            if name in f and type(f[name]) is not t:
+                raise ValueError(f"finding {i}: {name} is not a {t.__name__}")
+        if not all(isinstance(ln, str) for ln in f["lines"]):
+            raise ValueError(f"finding {i}: lines are not text")
+
+
 @dataclass
 class ShardResult:
     shard: int
@@ -360,6 +403,7 @@ class Campaign:
         if state.get("params") != self.params():
             raise UsageError(f"{self.out}/campaign.json belongs to another campaign "
                              f"({state.get('params')}); use another --out")
+        _check_state(state)
         for k, v in state.get("shards", {}).items():
             # checkpoints of 2026-11-26 from when shards shrank count it in "cpu"
             r = ShardResult(int(k), v["ops"], v["scenarios"], [], Counter(v["op_kinds"]),
