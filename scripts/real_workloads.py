@@ -123,9 +123,10 @@ def main() -> int:
     tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="rmaplab-wl-"))
     tmp.mkdir(parents=True, exist_ok=True)
     rows = ["| workload | events | tasks (fork / clone(CLONE_VM) / exec) | kernel vs classic "
-            "model (every call site) | classic divergences | anon_vma + avc KB at peak: "
-            "classic / lazy / cowctx | replay, 3 designs |",
-            "|---|---:|---|---|---:|---|---:|"]
+            "model (every call site) | classic divergences | rmap KB at each design's peak: "
+            "classic / lazy / cowctx | VMAs per walk at the peak, mean (worst): classic / lazy "
+            "/ cowctx | replay, 3 designs |",
+            "|---|---:|---|---|---:|---|---|---:|"]
     try:
         for i, (name, argv) in enumerate(workloads(tmp)):
             trace = tmp / f"w{i}.trace.gz"
@@ -154,6 +155,10 @@ def main() -> int:
                         for k in ("anon_vma", "anon_vma_chain", "cow_context", "remap_tree"))
                 return f"{b / 1024:,.1f}"
 
+            def walk(design: str, d: dict = d) -> str:
+                w = d["designs"][design]["walks"]
+                return f"{w['mean_vmas']:.2f} ({w['worst_vmas']})"
+
             cl = d["designs"]["classic"]
             print(f"{name}: {d['events']:,} events", file=sys.stderr)
             rows.append(
@@ -161,6 +166,7 @@ def main() -> int:
                 f"{'all equal' if equal else 'DIFFERENT'} ({allocs:,} allocations) | "
                 f"{cl['divergences']} (+{cl['concurrent_differences']} racing) | "
                 f"{kb('classic')} / {kb('lazy')} / {kb('cowctx')} | "
+                f"{walk('classic')} / {walk('lazy')} / {walk('cowctx')} | "
                 f"{d['events'] / d['seconds']:,.0f} events/s |")
     finally:
         if not a.keep:

@@ -9,8 +9,9 @@ checks that the README holds the current output (tests/test_readme.py).
 
 ``--slow`` also regenerates the blocks that are measurements rather than
 pure functions of the code (``fuzz-cold``: four 60-second fuzz campaigns,
-about five minutes on an idle machine); the test suite does not re-check
-those.
+about five minutes on an idle machine; ``real-workloads``: real programs
+traced on the live kernel and replayed, scripts/real_workloads.py, about
+three minutes, as root); the test suite does not re-check those.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ def blocks(tmp: Path, slow: bool = False) -> dict[str, str]:
     out = {"verdicts": rmaplab("verdicts", *reviewer).strip(), "fuzz-example": fuzz_example(tmp)}
     if slow:
         out["fuzz-cold"] = fuzz_cold(tmp)
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "real_workloads.py")],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():  # needs root and tracefs
+            out["real-workloads"] = r.stdout.strip()
     litmus = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/litmus").glob("*.lit"))
     out["explore-table"] = rmaplab(
         "explore", "--table", "--bound", "all", "--design",

@@ -11,11 +11,14 @@ The suite runs a bounded number of examples; a longer campaign:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gzip
 import io
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -91,39 +94,38 @@ def _write(tmp: Path, name: str, data: bytes) -> Path:
     return p
 
 
-def _tmp(tmp_path_factory_dir: Path, tag: str) -> Path:
-    d = tmp_path_factory_dir / tag
-    d.mkdir(parents=True, exist_ok=True)
+_BASE: list[Path] = []
+
+
+def _tmp(tag: str) -> Path:
+    """A scratch directory per parser, under one temporary directory made on
+    first use and removed at exit (tests run in-process, many inputs each)."""
+    if not _BASE:
+        _BASE.append(Path(tempfile.mkdtemp(prefix="rmaplab-frontend-")))
+        atexit.register(shutil.rmtree, _BASE[0], True)
+    d = _BASE[0] / tag
+    d.mkdir(exist_ok=True)
     return d
-
-
-TMP = Path(os.environ.get("TMPDIR", "/tmp")) / f"rmaplab-frontend-{os.getpid()}"
-
-
-def teardown_module() -> None:
-    import shutil
-
-    shutil.rmtree(TMP, ignore_errors=True)
 
 
 @SETTINGS
 @given(inputs(ROOT / "scenarios" / "example.scn"))
 def test_scenario_parser(data: bytes) -> None:
-    p = _write(_tmp(TMP, "scn"), "x.scn", data)
+    p = _write(_tmp("scn"), "x.scn", data)
     run_cli(["run", str(p)], p)
 
 
 @SETTINGS
 @given(inputs(ROOT / "scenarios" / "reviewer" / "s01-split-inside-large-folio.scn"))
 def test_expect_lines(data: bytes) -> None:
-    p = _write(_tmp(TMP, "exp"), "x.scn", data)
+    p = _write(_tmp("exp"), "x.scn", data)
     run_cli(["verdicts", "--designs", "classic,lazy", str(p)], p)
 
 
 @SETTINGS
 @given(inputs(ROOT / "scenarios" / "litmus" / "fork-vs-walk.lit"))
 def test_litmus_parser(data: bytes) -> None:
-    p = _write(_tmp(TMP, "lit"), "x.lit", data)
+    p = _write(_tmp("lit"), "x.lit", data)
     run_cli(["explore", "--quiet", "--design", "classic", "--random", "2", str(p)], p)
 
 
@@ -133,7 +135,7 @@ def test_litmus_parser(data: bytes) -> None:
                      ROOT / "src/rmaplab/workload/data/android-smaps/app-demo.smaps.gz")
                      .splitlines()[:120]) + "\n")))
 def test_smaps_parser(data: bytes) -> None:
-    d = _tmp(TMP, "smaps")
+    d = _tmp("smaps")
     p = _write(d, "x.smaps", data)
     run_cli(["workload", "android", "--apps", "1", "--smaps", str(d), "--out",
              str(d / "out.scn")], p)
@@ -141,7 +143,7 @@ def test_smaps_parser(data: bytes) -> None:
 
 def _real_checkpoint() -> str:
     """campaign.json of a real 20-op campaign (made once, then mutated)."""
-    d = _tmp(TMP, "camp-seed")
+    d = _tmp("camp-seed")
     cp = d / "campaign.json"
     if not cp.exists():
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
@@ -152,11 +154,11 @@ def _real_checkpoint() -> str:
 
 
 @SETTINGS
-@given(st.one_of(st.binary(max_size=200), mutated(_real_checkpoint())))
+@given(st.one_of(st.binary(max_size=200), st.deferred(lambda: mutated(_real_checkpoint()))))
 def test_campaign_checkpoint(data: bytes) -> None:
     """A resumed campaign reads its checkpoint: a mutated one is refused
     with one line (or, when still valid, resumed; --ops 20 is already done)."""
-    d = _tmp(TMP, "camp")
+    d = _tmp("camp")
     for f in d.iterdir():
         if f.is_file():
             f.unlink()
@@ -168,7 +170,7 @@ def test_campaign_checkpoint(data: bytes) -> None:
 @given(st.one_of(st.binary(max_size=300),
                  mutated(_seed_text(ROOT / "tests/data/traces/mmfork.trace.gz"))))
 def test_trace_reader(data: bytes) -> None:
-    d = _tmp(TMP, "trace")
+    d = _tmp("trace")
     raw = data if data[:2] == b"\x1f\x8b" else gzip.compress(data)
     p = _write(d, "x.trace.gz", raw)
     run_cli(["replay", "--quiet", "--no-walks", "--designs", "classic", str(p)], p)
