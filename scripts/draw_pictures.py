@@ -27,7 +27,7 @@ from rmaplab.scenario.parse import parse_file  # noqa: E402
 OUT = ROOT / "docs" / "pictures"
 #: the designs with a sequential flaw, and the correct readings
 DESIGNS = ("lazy-single-address", "lazy-merge-any", "lazy-no-upgrade-on-mremap",
-           "cowctx-poc-shortcut", "lazy", "cowctx")
+           "cowctx-poc-shortcut", "scalable-cow-no-merge-check", "lazy", "cowctx", "scalable-cow")
 
 
 def pictures() -> dict[str, str]:

@@ -95,20 +95,21 @@ def blocks(tmp: Path, slow: bool = False) -> dict[str, str]:
     litmus = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/litmus").glob("*.lit"))
     out["explore-table"] = rmaplab(
         "explore", "--table", "--bound", "all", "--design",
-        "classic,lazy,lazy-noretry,lazy-folio-lock,cowctx,cowctx-poc-shortcut", *litmus).strip()
+        "classic,lazy,lazy-noretry,lazy-folio-lock,cowctx,cowctx-poc-shortcut,scalable-cow",
+        *litmus).strip()
     trace = rmaplab("explore", "--design", "lazy-noretry", "scenarios/litmus/fork-vs-walk.lit")
     out["explore-fork-vs-walk"] = f"```\n{trace.strip()}\n```"
     ft = workload(tmp, "forktree", "forktree")
     out["compare-forktree"] = last_measure(
-        rmaplab("compare", "--designs", "classic,lazy,cowctx", ft), ft)
+        rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", ft), ft)
     try:
         a24 = workload(tmp, "android24", "android", "--apps", "24")
     except SystemExit:
         return out  # no smaps dumps here: leave the Android blocks alone
     out["compare-android"] = last_measure(
-        rmaplab("compare", "--designs", "classic,lazy,cowctx", a24), a24)
+        rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", a24), a24)
     a0 = workload(tmp, "android24nofork", "android", "--apps", "24", "--fork-fraction", "0")
-    text = rmaplab("compare", "--designs", "classic,lazy,cowctx", "--no-walks", a0)
+    text = rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", "--no-walks", a0)
     out["compare-android-nofork"] = last_measure(text, a0)
     return out
 

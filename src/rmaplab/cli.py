@@ -434,7 +434,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 DEFAULT_VERDICT_DESIGNS = ("classic,lazy,lazy-single-address,lazy-merge-any,"
-                           "lazy-no-upgrade-on-mremap,cowctx,cowctx-poc-shortcut")
+                           "lazy-no-upgrade-on-mremap,cowctx,cowctx-poc-shortcut,scalable-cow,"
+                           "scalable-cow-no-merge-check")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,6 +24,7 @@ from rmaplab.designs.lazy import (
     LazyNoUpgradeOnMremap,
     LazySingleAddress,
 )
+from rmaplab.designs.scalable_cow import ScalableCowDesign, ScalableCowNoMergeCheck
 from rmaplab.errors import UsageError
 
 #: design name -> factory taking the design's options
@@ -38,6 +39,8 @@ DESIGNS: dict[str, Callable[..., RmapDesign]] = {
     "cowctx": CowContextDesign,
     "cowctx-poc-shortcut": CowContextPocShortcut,
     "cowctx-link-after-copy": CowContextLinkAfterCopy,
+    "scalable-cow": ScalableCowDesign,
+    "scalable-cow-no-merge-check": ScalableCowNoMergeCheck,
 }
 
 

@@ -64,6 +64,9 @@ class RmapDesign:
     #: the walk reads ``rwc.found`` (what page_vma_mapped_walk found so far):
     #: the oracle then computes it for every VMA it is offered
     uses_found = False
+    #: the design runs on the scalable-CoW series' per-VMA anon pgoff
+    #: (``Vma.anon_pgoff``): merges then also need linear anon pgoffs
+    uses_anon_pgoff = False
     #: one line for ``rmaplab designs``
     summary = "a design that keeps nothing (the base class)"
     #: options accepted by the constructor: name -> allowed values

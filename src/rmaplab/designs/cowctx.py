@@ -149,11 +149,6 @@ def traverse_contexts(c: CowContext, sync: Sync) -> Iterator[CowContext]:
             yield node
 
 
-def vma_offset(vma: Vma) -> int:
-    """``(vm_start >> PAGE_SHIFT) - vm_pgoff``."""
-    return vma.start - vma.pgoff
-
-
 def kmalloc_size(n: int) -> int:
     return next((c for c in KMALLOC_CLASSES if c >= n), n)
 
@@ -206,17 +201,27 @@ class CowContextDesign(RmapDesign):
             cur = parent
 
     # ---- remap tree ---------------------------------------------------------------------
+    def rmap_pgoff(self, vma: Vma) -> int:
+        """The page offset the rmap uses for ``vma``'s first page: its
+        ``vm_pgoff`` (the PoC; a variant may use another, see
+        rmaplab.designs.scalable_cow).  O(1)."""
+        return vma.pgoff
+
+    def vma_offset(self, vma: Vma) -> int:
+        """``(vm_start >> PAGE_SHIFT) - pgoff``: the offset the walk tries."""
+        return vma.start - self.rmap_pgoff(vma)
+
     def tracked(self, vma: Vma) -> bool:
         """``should_track_remap``: faulted, private, offset != 0."""
         return (vma.anon_vma is not None and not vma.is_shared()
-                and vma_offset(vma) != 0 and not vma.detached)
+                and self.vma_offset(vma) != 0 and not vma.detached)
 
     def update(self, vma: Vma) -> None:
         """Make the mm's tree hold exactly ``vma``'s current contribution."""
         c = self.ctx(vma.mm)
         old = c.contrib.get(vma)
-        new = ((vma.pgoff, vma.pgoff + vma.pages - 1, vma_offset(vma))
-               if self.tracked(vma) else None)
+        pg = self.rmap_pgoff(vma)
+        new = ((pg, pg + vma.pages - 1, self.vma_offset(vma)) if self.tracked(vma) else None)
         if old == new:
             return
         if new is None:
@@ -240,7 +245,7 @@ class CowContextDesign(RmapDesign):
         c = self.ctx(vma.mm)
         c.refcnt += 1
         folio.mapping = c
-        folio.index = vma.linear_page_index(vpn)
+        folio.index = self.rmap_pgoff(vma) + (vpn - vma.start)
 
     def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
         """``folio_move_anon_rmap``: to the writer's context if another."""
@@ -398,7 +403,7 @@ class CowContextDesign(RmapDesign):
             base = folio.index + off
             for vma in mm.vmas.overlapping(base, base + folio.nr):
                 cost["vmas"] += 1
-                if vma_offset(vma) != off:
+                if self.vma_offset(vma) != off:
                     continue
                 if not poc:
                     sync.rcu_read_unlock()  # context and mm pinned
@@ -540,7 +545,8 @@ class CowContextDesign(RmapDesign):
             for vma, entry in c.contrib.items():
                 if vma.detached or vma.mm.design is not c:
                     errs.append(f"{c}: remap entry of a freed or foreign VMA {vma.id}")
-                elif entry != (vma.pgoff, vma.pgoff + vma.pages - 1, vma_offset(vma)):
+                elif entry != (self.rmap_pgoff(vma), self.rmap_pgoff(vma) + vma.pages - 1,
+                               self.vma_offset(vma)):
                     errs.append(f"{c}: stale remap entry for VMA {vma.id}")
         for mm in m.mms.values():
             c = mm.design

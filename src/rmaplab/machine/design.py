@@ -92,6 +92,8 @@ class Design(Protocol):
     hooks_dup: bool
     #: the walk reads rwc.found
     uses_found: bool
+    #: merges also require linear Vma.anon_pgoff (the scalable-CoW series)
+    uses_anon_pgoff: bool
 
     def attach(self, machine: Machine) -> None: ...
 

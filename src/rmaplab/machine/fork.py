@@ -95,6 +95,7 @@ class ForkOps:
             tmp = Vma(vid, cmm, vma.start, vma.end, vma.pgoff, flags & ~VM_LOCKED_MASK,
                       vma.file)
             tmp.name = vma.name
+            tmp.anon_off = vma.anon_off
             if flags & VM_WIPEONFORK:
                 tmp.anon_vma = None
             else:

@@ -174,6 +174,7 @@ class MremapOps:
             old_start, old_end = vma.start, vma.end
             if new_vma is not vma and addr == old_start and addr + old_len == old_end:
                 self.design.unlink_anon_vmas(vma)
+                vma.anon_off = 0  # scalable CoW v5: the source starts afresh
             return 0
         self.sync.point(f"unmap the source {short_page(addr)}..{short_page(addr + old_len - 1)}")
         account = bool(vma.flags & VM_ACCOUNT)

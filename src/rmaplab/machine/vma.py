@@ -29,7 +29,7 @@ class Vma:
     """One VMA."""
 
     __slots__ = ("id", "mm", "start", "end", "pgoff", "flags", "file", "anon_vma", "rmap",
-                 "detached", "freed", "design", "name")
+                 "detached", "freed", "design", "name", "anon_off")
 
     def __init__(self, vid: int, mm: Mm, start: int, end: int, pgoff: int, flags: int,
                  file: File | None) -> None:
@@ -50,6 +50,15 @@ class Vma:
         self.design: Any = None
         #: anon_vma_name / special name ([stack], [vdso]...), for traces
         self.name: str | None = None
+        #: the "scalable CoW" series' second offset (v5 ``__vm_anon_pgoff``):
+        #: ``vm_anon_pgoff = vm_start - anon_off``.  It is ``vm_start`` when a
+        #: VMA is made (mmap, brk, insert_vm_struct: anon_off 0), moves with
+        #: the VMA's start on split, merge and stack growth (anon_off is
+        #: constant), is copied at fork, and changes only when mremap moves
+        #: a faulted VMA (the anonymous folios keep their index) or resets
+        #: (unfaulted move, MREMAP_DONTUNMAP source).  Only designs with
+        #: ``uses_anon_pgoff`` read it; today's kernel has no such field.
+        self.anon_off = 0
 
     @property
     def pages(self) -> int:
@@ -62,6 +71,11 @@ class Vma:
 
     def is_shared(self) -> bool:
         return bool(self.flags & VM_SHARED)
+
+    @property
+    def anon_pgoff(self) -> int:
+        """``vma->vm_anon_pgoff`` of the scalable-CoW series (see anon_off)."""
+        return self.start - self.anon_off
 
     def linear_page_index(self, vpn: int) -> int:
         """``linear_page_index()``: the page offset that ``vpn`` maps."""

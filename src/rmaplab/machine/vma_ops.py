@@ -34,7 +34,7 @@ class Vmg:
 
     __slots__ = ("mm", "prev", "middle", "next", "target", "start", "end", "pgoff", "flags",
                  "file", "anon_vma", "copied_from", "just_expand", "remove_middle",
-                 "remove_next", "adjust_middle_start", "adjust_next_start")
+                 "remove_next", "adjust_middle_start", "adjust_next_start", "anon_off")
 
     def __init__(self, mm: Mm, start: int, end: int, pgoff: int, flags: int,
                  file: File | None, anon_vma: Any = None, prev: Vma | None = None,
@@ -51,6 +51,8 @@ class Vmg:
         self.file = file
         self.anon_vma = anon_vma
         self.copied_from: Vma | None = None
+        #: the range's Vma.anon_off (0: a new mapping)
+        self.anon_off = 0
         self.just_expand = False
         self.remove_middle = False
         self.remove_next = False
@@ -60,8 +62,10 @@ class Vmg:
 
 def vmg_for_vma(prev: Vma | None, vma: Vma, start: int, end: int) -> Vmg:
     """``VMG_VMA_STATE()``: a merge of [start, end) of an existing ``vma``."""
-    return Vmg(vma.mm, start, end, vma.pgoff + (start - vma.start), vma.flags, vma.file,
-               vma.anon_vma, prev=prev, middle=vma)
+    vmg = Vmg(vma.mm, start, end, vma.pgoff + (start - vma.start), vma.flags, vma.file,
+              vma.anon_vma, prev=prev, middle=vma)
+    vmg.anon_off = vma.anon_off
+    return vmg
 
 
 class VmaOps:
@@ -93,6 +97,7 @@ class VmaOps:
         but with an empty anon_vma_chain (``rmap`` is not copied)."""
         new = self.new_vma(mm or vma.mm, vma.start, vma.end, vma.pgoff, vma.flags, vma.file)
         new.anon_vma = vma.anon_vma
+        new.anon_off = vma.anon_off
         return new
 
     def set_range(self, vma: Vma, start: int, end: int, pgoff: int) -> None:
@@ -156,14 +161,16 @@ class VmaOps:
         prev = vmg.prev
         assert prev is not None
         return (self.is_mergeable_vma(vmg, False) and self.is_mergeable_anon_vma(vmg, False)
-                and prev.pgoff + prev.pages == vmg.pgoff)
+                and prev.pgoff + prev.pages == vmg.pgoff
+                and (not self.design.uses_anon_pgoff or prev.anon_off == vmg.anon_off))
 
     def can_vma_merge_before(self, vmg: Vmg) -> bool:
         """``can_vma_merge_before()``: the range can extend ``next`` downwards."""
         nxt = vmg.next
         assert nxt is not None
         return (self.is_mergeable_vma(vmg, True) and self.is_mergeable_anon_vma(vmg, True)
-                and nxt.pgoff == vmg.pgoff + (vmg.end - vmg.start))
+                and nxt.pgoff == vmg.pgoff + (vmg.end - vmg.start)
+                and (not self.design.uses_anon_pgoff or nxt.anon_off == vmg.anon_off))
 
     def can_vma_merge_left(self, vmg: Vmg) -> bool:
         """``can_vma_merge_left()``."""
@@ -361,6 +368,11 @@ class VmaOps:
         destination does not sort after the source in rmap order (a fresh
         copy always does: its chain is added last)."""
         mm = vma.mm
+        # the scalable-CoW series: a faulted source's anonymous folios keep
+        # their index (vm_anon_pgoff moves with them); an unfaulted one's
+        # anon pgoff is reset to the new start
+        old_addr = vma.start + (pgoff - vma.pgoff)
+        anon_off = 0 if vma.anon_vma is None else vma.anon_off + (addr - old_addr)
         if vma.is_anonymous() and vma.anon_vma is None:
             pgoff = addr
         prev = mm.vmas.prev_of(addr)
@@ -369,6 +381,7 @@ class VmaOps:
                   prev=prev, next=nxt)
         # vma_merge_copied_range(): the source is 'copied_from', not 'middle'
         vmg.copied_from = vma
+        vmg.anon_off = anon_off
         vma_start = vma.start
         self.sync.point("copy_vma")
         new = self.vma_merge_new_range(vmg)
@@ -379,6 +392,7 @@ class VmaOps:
             return new, vma, new.pgoff <= vma.pgoff
         new = self.vm_area_dup(vma)
         new.start, new.end, new.pgoff = addr, addr + npages, pgoff
+        new.anon_off = anon_off
         self.design.anon_vma_clone(new, vma, "remap")
         mm.vmas.insert(new)
         return new, vma, False
