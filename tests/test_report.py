@@ -107,12 +107,17 @@ def _png_rows(png: bytes) -> tuple[int, int, list[bytes]]:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed")
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """The page loads without a console error and draws something: the
-    screenshot is not blank (several rows differ from the background)."""
+    """The page of a one-app Android workload (the shipped smaps dumps)
+    loads without a console error and draws something: the screenshot is
+    not blank (several rows differ from the background)."""
     out = tmp_path / "out"
     out.mkdir()
-    assert main(["report", "--quiet", "--out", str(out), "--at", "16", str(EXAMPLE)]) == 0
-    page = out / "example.html"
+    scn = tmp_path / "android1.scn"
+    assert main(["workload", "android", "--apps", "1", "--out", str(scn)]) == 0
+    assert main(["report", "--quiet", "--out", str(out), "--designs", "classic,lazy,cowctx",
+                 "--at", "5", str(scn)]) == 0
+    page = out / "android1.html"
+    assert page.read_text().count("<svg") >= 4  # charts and the picture
     png = tmp_path / "shot.png"
     r = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
