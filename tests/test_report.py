@@ -156,3 +156,17 @@ def test_committed_picture_shows_the_missed_mapping(svg: Path) -> None:
     txt = draw(sc, design, v.line, "txt", int(m.group(1)) if m else None)
     assert "MISSED" in txt
     assert "MISSED" in svg.read_text() and f"line {v.line}" in svg.read_text()
+
+
+def test_check_explain_draws_the_failing_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """``check --explain``: under the VIOLATION line, the state after the
+    failing line with the walk's MISSED run; nothing extra when all pass."""
+    assert main(["check", "--quiet", "--explain", "--design", "lazy-single-address",
+                 str(S01)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("VIOLATION:") and "line 18" in out[0]
+    body = out[1:-1]
+    assert body[0].strip().startswith("after line 18")
+    assert any("MISSED: P0 page 100" in ln for ln in body)
+    assert main(["check", "--quiet", "--explain", "--design", "lazy", str(S01)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("PASS")

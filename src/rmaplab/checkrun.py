@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rmaplab.check import check_with_exit
+from rmaplab.check import Violation, check_with_exit
 from rmaplab.fuzz.generate import generate_scenario
 from rmaplab.progress import Progress
 from rmaplab.scenario.ast import Scenario
@@ -28,8 +28,8 @@ class _Tally:
         return self.lines, self.failed == 0
 
 
-def check_files(scs: list[Scenario], designs: str,
-                progress: Progress | None = None) -> tuple[list[str], bool]:
+def check_files(scs: list[Scenario], designs: str, progress: Progress | None = None,
+                explain: bool = False) -> tuple[list[str], bool]:
     """``PASS``/``VIOLATION`` per (design, file), then ``N passed, N failed``.
 
     Every process still alive at the end of a scenario exits implicitly
@@ -49,6 +49,8 @@ def check_files(scs: list[Scenario], designs: str,
             v = check_with_exit(sc, d)
             tag = f"{sc.path}" if len(names) == 1 else f"{d} {sc.path}"
             t.add(v is None, f"PASS {tag}" if v is None else f"VIOLATION: {tag}: {v}")
+            if v is not None and explain and v.line > 0:
+                t.lines.extend(explain_violation(sc, d, v))
     if len(names) > 1:
         from rmaplab.fuzz.campaign import first_divergence
 
@@ -58,6 +60,20 @@ def check_files(scs: list[Scenario], designs: str,
             t.add(div is None, f"AGREE {','.join(names)} {sc.path}" if div is None
                   else f"DIFFERENCE: {sc.path}: {div}")
     return t.done()
+
+
+def explain_violation(sc: Scenario, design: str, v: Violation) -> list[str]:
+    """``check --explain``: the state after the failing line, as
+    ``rmaplab draw --format txt`` shows it (every VMA and its rmap objects,
+    what the walk of the folio the violation names visits, and which of
+    the folio's mappings it found or MISSED), indented under the line."""
+    import re
+
+    from rmaplab.report.draw import draw
+
+    m = re.search(r"folio (\d+)", v.what)
+    pic = draw(sc, design, v.line, "txt", int(m.group(1)) if m else None)
+    return ["    " + ln for ln in pic.rstrip("\n").splitlines()]
 
 
 def check_random(designs: str, total_ops: int, seed: int, per: int,

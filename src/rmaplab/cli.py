@@ -98,6 +98,8 @@ def cmd_check(a: argparse.Namespace) -> int:
         make_design(d)
     if a.random and a.files:
         raise UsageError("--random checks generated scenarios: give no FILE with it")
+    if a.random and a.explain:
+        raise UsageError("--explain draws a file's failing step: use it with FILE, not --random")
     if a.random:
         prog = _progress(a, "check")
         try:
@@ -108,7 +110,7 @@ def cmd_check(a: argparse.Namespace) -> int:
         scs = _parse_all(a.files)
         prog = _progress(a, "check")
         try:
-            lines, ok = check_files(scs, a.design, prog)
+            lines, ok = check_files(scs, a.design, prog, explain=a.explain)
         finally:
             prog.close()
     print("\n".join(lines))
@@ -481,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_count(0), default=1)
     c.add_argument("--ops-per-scenario", type=_count(1), default=200)
     c.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    c.add_argument("--explain", action="store_true",
+                   help="under each violation, the state after the failing line: every VMA "
+                   "and its rmap objects, the walk of the folio, what it found and MISSED")
     c.add_argument("files", nargs="*", metavar="FILE")
     c.set_defaults(fn=cmd_check)
 
