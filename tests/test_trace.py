@@ -212,7 +212,9 @@ def test_committed_traces() -> None:
     assert any(isinstance(e, Alloc) and e.kind == "av" for e in ev)
 
 
-def test_sweep_stale_tmp_dirs(tmp_path: Path) -> None:
+def test_sweep_stale_tmp_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Taking the kernel lock sweeps a dead owner's directory (and says so);
+    a live owner's stays."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = Path("/tmp") / f"rmaplab-t-{dead.pid}-pytest"
@@ -222,10 +224,11 @@ def test_sweep_stale_tmp_dirs(tmp_path: Path) -> None:
         (d / "side").write_text("x")
     try:
         with kernel_lock():
-            done = sweep_stale()
+            again = sweep_stale()  # the lock swept already: nothing left of ours
         if Path(f"/proc/{dead.pid}").exists():
             pytest.skip("the dead pid was reused")
-        assert any(str(stale) in d for d in done) and not stale.exists()
+        assert str(stale) in capsys.readouterr().err and not stale.exists()
+        assert not any(str(stale) in d for d in again)
         assert live.exists()
     finally:
         for d in (stale, live):
