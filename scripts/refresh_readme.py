@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,33 +85,49 @@ def fuzz_cold(tmp: Path) -> str:
 
 
 def blocks(tmp: Path, slow: bool = False) -> dict[str, str]:
+    """Every block's new text.  The commands are independent: they run two at
+    a time (the reference machine has two cores), each in its own process."""
+    from concurrent.futures import ThreadPoolExecutor
+
     reviewer = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/reviewer").glob("*.scn"))
-    out = {"verdicts": rmaplab("verdicts", *reviewer).strip(), "fuzz-example": fuzz_example(tmp)}
+    litmus = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/litmus").glob("*.lit"))
+    four = "classic,lazy,cowctx,scalable-cow"
+    ft = workload(tmp, "forktree", "forktree")
+    try:
+        a24: str | None = workload(tmp, "android24", "android", "--apps", "24")
+        a0: str | None = workload(tmp, "android24nofork", "android", "--apps", "24",
+                                  "--fork-fraction", "0")
+    except SystemExit:
+        a24 = a0 = None  # no smaps dumps here: leave the Android blocks alone
+    jobs: dict[str, Callable[[], str]] = {
+        "verdicts": lambda: rmaplab("verdicts", *reviewer).strip(),
+        "fuzz-example": lambda: fuzz_example(tmp),
+        "explore-table": lambda: rmaplab(
+            "explore", "--table", "--bound", "all", "--design",
+            "classic,lazy,lazy-noretry,lazy-folio-lock,cowctx,cowctx-poc-shortcut,scalable-cow",
+            *litmus).strip(),
+        "explore-fork-vs-walk": lambda: "```\n" + rmaplab(
+            "explore", "--design", "lazy-noretry", "scenarios/litmus/fork-vs-walk.lit").strip()
+        + "\n```",
+        "compare-forktree": lambda: last_measure(rmaplab("compare", "--designs", four, ft), ft),
+    }
+    if a24 is not None and a0 is not None:
+        jobs["compare-android"] = lambda: last_measure(
+            rmaplab("compare", "--designs", four, a24), a24)
+        jobs["compare-android-nofork"] = lambda: last_measure(
+            rmaplab("compare", "--designs", four, "--no-walks", a0), a0)
+    # longest first, so that two workers finish together
+    order = ["compare-android", "explore-table", "compare-android-nofork", "compare-forktree",
+             "verdicts", "explore-fork-vs-walk", "fuzz-example"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {k: pool.submit(jobs[k]) for k in order if k in jobs}
+        out = {k: f.result() for k, f in futures.items()}
     if slow:
         out["fuzz-cold"] = fuzz_cold(tmp)
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / "real_workloads.py")],
                            capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.strip():  # needs root and tracefs
             out["real-workloads"] = r.stdout.strip()
-    litmus = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios/litmus").glob("*.lit"))
-    out["explore-table"] = rmaplab(
-        "explore", "--table", "--bound", "all", "--design",
-        "classic,lazy,lazy-noretry,lazy-folio-lock,cowctx,cowctx-poc-shortcut,scalable-cow",
-        *litmus).strip()
-    trace = rmaplab("explore", "--design", "lazy-noretry", "scenarios/litmus/fork-vs-walk.lit")
-    out["explore-fork-vs-walk"] = f"```\n{trace.strip()}\n```"
-    ft = workload(tmp, "forktree", "forktree")
-    out["compare-forktree"] = last_measure(
-        rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", ft), ft)
-    try:
-        a24 = workload(tmp, "android24", "android", "--apps", "24")
-    except SystemExit:
-        return out  # no smaps dumps here: leave the Android blocks alone
-    out["compare-android"] = last_measure(
-        rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", a24), a24)
-    a0 = workload(tmp, "android24nofork", "android", "--apps", "24", "--fork-fraction", "0")
-    text = rmaplab("compare", "--designs", "classic,lazy,cowctx,scalable-cow", "--no-walks", a0)
-    out["compare-android-nofork"] = last_measure(text, a0)
     return out
 
 
