@@ -397,7 +397,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
         prog = _progress(a, f"replay {Path(t).name}", None, "events")
         try:
             r = replay(t, designs, walks=not a.no_walks, allow_incomplete=a.allow_incomplete,
-                       progress=prog, check_every=a.check_every if a.check else 0)
+                       progress=prog,
+                       check_every=(a.check_every or -1) if a.check else 0)
         finally:
             prog.close()
         if a.json != "-":
@@ -622,8 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run rmaplab check's oracle (every mapped folio's walk against the "
                      "page tables, invariants) every --check-every events and at each exit "
                      "snapshot; exit 1 on a violation")
-    rpl.add_argument("--check-every", type=_count(1), default=2000, metavar="N",
-                     help="events between checks with --check (2000)")
+    rpl.add_argument("--check-every", type=_count(0), default=2000, metavar="N",
+                     help="events between checks with --check (2000; 0: after every syscall, "
+                     "fork, exec, exit and snapshot)")
     rpl.add_argument("--no-walks", action="store_true",
                      help="skip the second pass measuring rmap walks at each design's peak")
     rpl.add_argument("--allow-incomplete", action="store_true",

@@ -214,7 +214,9 @@ class Replayer:
 
         self.path = path
         #: run the oracle (rmaplab.check.check_machine) every this many events
-        #: and at each exit snapshot (0: never)
+        #: and at each exit snapshot (0: never; -1: after every event but the
+        #: faults and kmem events, i.e. every syscall, fork, exec, exit and
+        #: snapshot: a fault only adds mappings, checked at the next one)
         self.check_every = check_every
         self.runs: dict[str, DesignRun] = {}
         for d in designs:
@@ -295,7 +297,8 @@ class Replayer:
             elif kind is Exit:
                 self.in_flight.discard(e.tid)
             self._sample()
-            if self.check_every and (kind is Snap or self.index % self.check_every == 0):
+            ce = self.check_every
+            if ce and (ce < 0 or kind is Snap or self.index % ce == 0):
                 self._check(e.line)
         self.index += 1
 
