@@ -153,7 +153,7 @@ def _real_checkpoint() -> str:
     return cp.read_text()
 
 
-@SETTINGS
+@settings(SETTINGS, deadline=60_000)  # a well-formed edit may resume a 2,000-op shard
 @given(st.one_of(st.binary(max_size=200), st.deferred(lambda: mutated(_real_checkpoint()))))
 def test_campaign_checkpoint(data: bytes) -> None:
     """A resumed campaign reads its checkpoint: a mutated one is refused

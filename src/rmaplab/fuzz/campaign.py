@@ -78,12 +78,18 @@ def _check_state(state: dict[str, Any]) -> None:
     """Every field of a checkpoint has the type ``save`` writes (ValueError
     naming the first that does not): a hand-edited or corrupted file is
     refused when loaded, not half-used later."""
-    shards = state.get("shards", {})
+    if set(state) != {"params", "shards", "findings"}:
+        raise ValueError("expected exactly the keys params, shards and findings, found "
+                         + ", ".join(sorted(map(str, state))[:6]))
+    shards = state["shards"]
     if not isinstance(shards, dict):
         raise ValueError("shards is not an object")
+    known = {"ops", "scenarios", "op_kinds", "transitions", "cpu", "shrink_cpu"}
     for k, v in shards.items():
         if not (isinstance(k, str) and k.isascii() and k.isdigit()) or not isinstance(v, dict):
             raise ValueError(f"shard {k!r} is malformed")
+        if set(v) - known:
+            raise ValueError(f"shard {k}: unknown field {sorted(set(v) - known)[0]!r}")
         for f in ("ops", "scenarios"):
             if type(v.get(f)) is not int or v[f] < 0:
                 raise ValueError(f"shard {k}: {f} is not a count")
