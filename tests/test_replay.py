@@ -154,7 +154,8 @@ def _rewrite(src: Path, dst: Path, fn) -> None:
     dst.write_bytes(gzip.compress("".join(fn(lines)).encode()))
 
 
-@pytest.mark.parametrize("case", ["truncated", "incomplete", "garbage-line", "not-gzip"])
+@pytest.mark.parametrize("case", ["truncated", "incomplete", "garbage-line", "not-gzip",
+                                  "wrong-version"])
 def test_bad_traces_one_line_exit_2(tmp_path: Path, case: str,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     src, bad = DATA / "mmfork.trace.gz", tmp_path / "bad.trace.gz"
@@ -165,6 +166,9 @@ def test_bad_traces_one_line_exit_2(tmp_path: Path, case: str,
                                        *ls[1:]])
     elif case == "garbage-line":
         _rewrite(src, bad, lambda ls: [*ls[:40], "F 1 2 zz 2 u\n", *ls[40:]])
+    elif case == "wrong-version":
+        _rewrite(src, bad, lambda ls: [ls[0].replace("rmaplab-trace 1 ", "rmaplab-trace 2 "),
+                                       *ls[1:]])
     else:
         bad.write_bytes(b"not a trace at all\n")
     out = tmp_path / "r.json"
@@ -177,6 +181,8 @@ def test_bad_traces_one_line_exit_2(tmp_path: Path, case: str,
         assert main(["replay", "--quiet", "--allow-incomplete", str(bad)]) == 0
     if case == "garbage-line":
         assert ":41:" in err[0]  # the 41st line of the file
+    if case == "wrong-version":
+        assert ":1:" in err[0] and "version" in err[0]
 
 
 POOL = DATA / "pool.py"
