@@ -23,6 +23,7 @@ is reparented to the runner.  An exited worker is recognised as a zombie
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import hashlib
@@ -133,30 +134,52 @@ def kernel_lock(announce: bool = True) -> Iterator[None]:
     ``RMAPLAB_KERNEL_LOCK``).  When another process holds it, say so on
     stderr (with its pid) and wait.  When an ancestor of this process holds
     it (``flock /tmp/rmaplab-kernel.lock python3 -m pytest``: the caller
-    serialises for us), run under that lock instead of waiting forever."""
+    serialises for us), run under that lock instead of waiting forever.
+    The file is removed when its holder is done (a waiter then finds its
+    lock on a stale inode and starts over), so nothing stays in /tmp."""
     import sys
 
     LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_PATH, "a") as f:
+    announced = False
+    while True:
+        f = open(LOCK_PATH, "a")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holders = lock_holders(LOCK_PATH)
             mine = ancestors()
             if holders and all(h in mine for h in holders):
-                _sweep(announce)
-                yield  # our caller holds it for us
+                try:
+                    _sweep(announce)
+                    yield  # our caller holds it for us (and owns the file)
+                finally:
+                    f.close()
                 return
-            if announce:
+            if announce and not announced:
                 who = ", ".join(f"pid {h}" for h in holders) or "another process"
                 print(f"rmaplab: waiting for the kernel lock {LOCK_PATH} (held by {who})",
                       file=sys.stderr, flush=True)
+                announced = True
             fcntl.flock(f, fcntl.LOCK_EX)
+        # the holder before us removed the file when it was done: our lock
+        # is on a file nobody else can open any more; take the new one
         try:
-            _sweep(announce)
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            same = os.fstat(f.fileno()).st_ino == os.stat(LOCK_PATH).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    try:
+        _sweep(announce)
+        yield
+    finally:
+        # leave /tmp as found: remove the file while still holding the lock
+        # (a waiter then sees its inode is stale and starts over), then unlock
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(LOCK_PATH)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
 
 
 def _sweep(announce: bool) -> None:

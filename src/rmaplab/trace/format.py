@@ -27,6 +27,7 @@ together; gzip readers see one stream.
 ['Start', 'Fault', 'End']
 >>> next(e for e in read_trace(p) if isinstance(e, Fault)).write
 True
+>>> import shutil; shutil.rmtree(d)
 """
 
 from __future__ import annotations
