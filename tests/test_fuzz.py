@@ -98,16 +98,22 @@ def test_interrupted_campaign_resumes_without_losing_findings(tmp_path: Path) ->
     assert all(v["cpu"] > 0 for v in state["shards"].values())
 
 
-def test_dask_cluster_gives_the_local_findings() -> None:
+def test_dask_cluster_gives_the_local_findings(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
+    import dask
+
+    # dask's scratch space (dask-scratch-space) goes with the test, not /tmp
+    cfg = dask.config.set({"temporary-directory": str(tmp_path)})
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address=None,
+                                       local_directory=str(tmp_path))
     try:
         d = Campaign(["lazy-merge-any"], seed=9, ops=800, ops_per_scenario=100, per_shard=4,
                      dask=cluster.scheduler_address, shrink=False)
         d.run()
     finally:
         cluster.close()
+        cfg.__exit__(None, None, None)
     local = Campaign(["lazy-merge-any"], seed=9, ops=800, ops_per_scenario=100, per_shard=4,
                      shrink=False)
     local.run()
