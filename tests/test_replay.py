@@ -238,3 +238,14 @@ def test_check_reports_a_flawed_designs_violation(tmp_path: Path) -> None:
     assert r.runs["classic"].violation is None
     bad = r.runs["lazy-no-upgrade-on-mremap"].violation
     assert bad is not None and "misses" in bad
+
+
+def test_json_never_overwrites_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--json`` takes an optional FILE: ``--json A.trace.gz B.trace.gz``
+    must not write JSON over trace A."""
+    a = tmp_path / "a.trace.gz"
+    a.write_bytes((DATA / "mmfork.trace.gz").read_bytes())
+    before = a.read_bytes()
+    assert main(["replay", "--quiet", "--json", str(a), str(DATA / "sh-pipe.trace.gz")]) == 2
+    assert a.read_bytes() == before
+    assert "refusing to overwrite" in capsys.readouterr().err

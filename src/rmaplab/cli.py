@@ -392,6 +392,10 @@ def cmd_replay(a: argparse.Namespace) -> int:
     for t in a.traces:
         if not Path(t).is_file():
             raise UsageError(f"replay: no such trace file: {t}")
+    if a.json and a.json != "-" and (a.json.endswith(".gz") or a.json in a.traces):
+        # '--json TRACE TRACE2' would take the first trace as the output file
+        raise UsageError(f"replay: --json {a.json} looks like a trace: refusing to overwrite "
+                         "it (write --json=OUT.json, or put --json after the traces)")
     ok, results = True, []
     for t in a.traces:
         prog = _progress(a, f"replay {Path(t).name}", None, "events")
