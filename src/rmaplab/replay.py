@@ -813,15 +813,10 @@ def _walks_at_peaks(path: str, designs: list[str], thp: str, rp: Replayer,
         if again.index >= last:
             break
         again.feed(e, stop)
+    from rmaplab.report import walk_vmas
+
     for d, run in again.runs.items():
-        m = run.machine
-        cost = m.design.cost
-        walks = []
-        for f in {id(f): f for _mm, _v, f, _i in m.anon_mappings()}.values():
-            before = cost["vmas"]
-            m.rmap_candidates(f)
-            walks.append(cost["vmas"] - before)
-        rp.runs[d].walks = walks
+        rp.runs[d].walks = walk_vmas(run.machine)
 
 
 # ------------------------------------------------------------------ report

@@ -131,6 +131,19 @@ def walk_costs(m) -> tuple[dict[str, tuple[float, int]], int]:  # type: ignore[n
     return {k: (tot[k] / n if n else 0.0, worst[k]) for k in tot}, n
 
 
+def walk_vmas(m) -> list[int]:  # type: ignore[no-untyped-def]
+    """The VMAs examined (``cost["vmas"]``) by one walk of each mapped
+    anonymous folio, in no particular order: the distribution behind
+    :func:`walk_costs`' mean and worst, for histograms.  O(folios x walk)."""
+    cost = m.design.cost
+    out = []
+    for f in {id(f): f for _mm, _vpn, f, _i in m.anon_mappings()}.values():
+        before = cost["vmas"]
+        m.rmap_candidates(f)
+        out.append(cost["vmas"] - before)
+    return out
+
+
 def measure_snapshots(sc: Scenario, design: str, walks: bool = True) -> list[tuple[int, Snapshot]]:
     """(line, snapshot) at every ``measure`` line of ``sc`` under ``design``."""
     from rmaplab.designs import make_design

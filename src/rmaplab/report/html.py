@@ -18,7 +18,7 @@ from rmaplab.designs import make_design
 from rmaplab.fuzz.atomic import write_atomic
 from rmaplab.machine.machine import Machine
 from rmaplab.progress import Progress
-from rmaplab.report import memory_table
+from rmaplab.report import memory_table, walk_vmas
 from rmaplab.report.draw import picture, render_svg, run_to, to_dot
 from rmaplab.report.svgplot import COLOURS, bar_chart, line_chart
 from rmaplab.scenario.ast import Scenario
@@ -63,14 +63,7 @@ def _run(sc: Scenario, design: str) -> tuple[Curves, dict[str, tuple[int, int]],
     m = Machine(make_design(design))
     for op in sc.ops[:peak_i + 1]:
         apply_op(m, op)
-    memory = m.design.memory()
-    cost = m.design.cost
-    walks = []
-    for f in {id(f): f for _mm, _v, f, _i in m.anon_mappings()}.values():
-        before = cost["vmas"]
-        m.rmap_candidates(f)
-        walks.append(cost["vmas"] - before)
-    return curves, memory, walks, sc.ops[peak_i].line if peak_i >= 0 else 0
+    return curves, m.design.memory(), walk_vmas(m), sc.ops[peak_i].line if peak_i >= 0 else 0
 
 
 def report_page(sc: Scenario, designs: list[str], at: list[int],
