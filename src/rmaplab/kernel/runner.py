@@ -67,34 +67,43 @@ def worker_source() -> str:
             .replace("/* @DO_OP@ */", c_do_op()))
 
 
-def build_worker() -> Path:
-    """Compile the worker once per source version; returns the binary's path."""
-    src = worker_source().encode()
-    digest = hashlib.sha256(src).hexdigest()[:16]
-    out = cache_dir() / f"worker-{digest}"
+def compile_c(name: str, src: bytes, what: str,
+              flag_sets: tuple[list[str], ...] = ([],)) -> Path:
+    """Compile C source ``src`` once per source version into the cache
+    (``NAME-<sha256 prefix>``), trying each of ``flag_sets`` in turn; the
+    binary's path.  ``what`` names it in errors (KernelUnavailable: no
+    compiler, a compiler that cannot run, or every attempt failing)."""
+    out = cache_dir() / f"{name}-{hashlib.sha256(src).hexdigest()[:16]}"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
-        raise KernelUnavailable("no C compiler (cc/gcc) to build the kernel worker")
+        raise KernelUnavailable(f"no C compiler (cc/gcc) to build {what}")
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     csrc = out.with_suffix(f".c.tmp{os.getpid()}")
     csrc.write_bytes(src)
-    for static in (["-static"], []):
-        try:
-            r = subprocess.run([cc, "-O2", "-Wall", *static, "-x", "c", "-o", str(tmp),
-                                str(csrc)], capture_output=True, text=True)
-        except OSError as e:
-            csrc.unlink()
-            raise KernelUnavailable(f"cannot run the C compiler {cc!r} "
-                                    f"({e.strerror or e}): set CC") from None
-        if r.returncode == 0:
-            os.replace(tmp, out)
-            csrc.unlink()
-            return out
-    csrc.unlink()
-    raise KernelUnavailable(f"cannot compile {WORKER_SRC}: {r.stderr.strip().splitlines()[-1:]}")
+    try:
+        for flags in flag_sets:
+            try:
+                r = subprocess.run([cc, "-O2", "-Wall", *flags, "-x", "c", "-o", str(tmp),
+                                    str(csrc)], capture_output=True, text=True)
+            except OSError as e:
+                raise KernelUnavailable(f"cannot run the C compiler {cc!r} "
+                                        f"({e.strerror or e}): set CC") from None
+            if r.returncode == 0:
+                os.replace(tmp, out)
+                return out
+    finally:
+        csrc.unlink()
+        tmp.unlink(missing_ok=True)
+    raise KernelUnavailable(f"cannot compile {what}: {r.stderr.strip().splitlines()[-1:]}")
+
+
+def build_worker() -> Path:
+    """Compile the worker once per source version; returns the binary's path."""
+    return compile_c("worker", worker_source().encode(), f"the kernel worker {WORKER_SRC}",
+                     (["-static"], []))
 
 
 def lock_holders(path: Path) -> list[int]:

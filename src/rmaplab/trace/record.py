@@ -23,9 +23,7 @@ order: that is the order of the trace.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import hashlib
 import os
 import platform
 import select
@@ -45,7 +43,7 @@ from rmaplab.kernel.counters import (
     tracefs_root,
     unavailable_reason,
 )
-from rmaplab.kernel.runner import cache_dir, kernel_lock
+from rmaplab.kernel.runner import _set_subreaper, compile_c, kernel_lock
 from rmaplab.trace.format import (
     TRACER_VERSION,
     BodyWriter,
@@ -60,34 +58,12 @@ INCOMPLETE = 4
 GRACE_S = 10.0
 EVENTS = ("kmem/kmem_cache_alloc", "kmem/kmem_cache_free", "exceptions/page_fault_user",
           "exceptions/page_fault_kernel", "task/task_newtask")
-PR_SET_CHILD_SUBREAPER = 36
 USER_TOP = 0x800000000000
 
 
 def build_tracer() -> Path:
     """Compile tracer.c once per source version; the binary's path."""
-    src = TRACER_SRC.read_bytes()
-    out = cache_dir() / f"tracer-{hashlib.sha256(src).hexdigest()[:16]}"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise KernelUnavailable("no C compiler (cc/gcc) to build the trace helper")
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    r = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(TRACER_SRC)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        last = (r.stderr.strip().splitlines() or ["?"])[-1]
-        raise KernelUnavailable(f"cannot compile {TRACER_SRC}: {last}")
-    os.replace(tmp, out)
-    return out
-
-
-def _set_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    return compile_c("tracer", TRACER_SRC.read_bytes(), f"the trace helper {TRACER_SRC}")
 
 
 def _chain_cache_names() -> list[str]:
