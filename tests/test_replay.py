@@ -77,6 +77,14 @@ def _vma(start: int, end: int, perms: str = "rw-p", flags: str = "rd,wr,mr,mw,me
     return Vma(start, end, perms, 0, "00:00", 0, None, tuple(flags.split(",")), anon, path)
 
 
+def _started() -> list:
+    """A root task that has exec'd /bin/x: a stack with one page, nothing else."""
+    stack = _vma(0x7FFF00000000, 0x7FFF00021000, flags="rd,wr,mr,mw,me,gd,ac",
+                 anon=((0x20, 0x20, ""),), path="[stack]")
+    return [Start(1, 0, "/bin/x", 0), Call(1, 1, "execve", (0,) * 6, 0),
+            Exec(1, 2, 1, 0x600000000, "/bin/x", (stack,), 0), Ret(1, 3, "execve", 0, (), 0)]
+
+
 def _synthetic(tmp: Path, events: list) -> Path:
     out = tmp / "t.trace.gz"
     header = make_header(["synthetic"], complete=True, thp="always [madvise] never")
@@ -89,13 +97,8 @@ def test_munmap_in_flight_is_ordered_before_the_mmap_that_reused_it(tmp_path: Pa
     the kernel did the munmap first.  The replay must too (no divergence),
     and say it reordered one munmap."""
     X, L = 0x7F0000000000, 0x4000
-    stack = _vma(0x7FFF00000000, 0x7FFF00021000, flags="rd,wr,mr,mw,me,gd,ac",
-                 anon=((0x20, 0x20, ""),), path="[stack]")
     ev = [
-        Start(1, 0, "/bin/x", 0),
-        Call(1, 1, "execve", (0,) * 6, 0),
-        Exec(1, 2, 1, 0x600000000, "/bin/x", (stack,), 0),
-        Ret(1, 3, "execve", 0, (), 0),
+        *_started(),
         Call(1, 4, "mmap", (X, L, 3, 0x32, 0xFFFFFFFF, 0), 0),
         Ret(1, 5, "mmap", X, (_vma(X, X + L),), 0),
         Call(1, 6, "clone3", (0,) * 6, 0),
@@ -119,13 +122,8 @@ def test_a_wrong_model_shows_as_a_divergence(tmp_path: Path) -> None:
     """The layout check can fail: a trace whose kernel kept a VMA the model
     unmaps is reported, with its line, and the command exits 1."""
     X, L = 0x7F0000000000, 0x4000
-    stack = _vma(0x7FFF00000000, 0x7FFF00021000, flags="rd,wr,mr,mw,me,gd,ac",
-                 anon=((0x20, 0x20, ""),), path="[stack]")
     ev = [
-        Start(1, 0, "/bin/x", 0),
-        Call(1, 1, "execve", (0,) * 6, 0),
-        Exec(1, 2, 1, 0x600000000, "/bin/x", (stack,), 0),
-        Ret(1, 3, "execve", 0, (), 0),
+        *_started(),
         Call(1, 4, "mmap", (X, L, 3, 0x32, 0xFFFFFFFF, 0), 0),
         Ret(1, 5, "mmap", X, (_vma(X, X + L),), 0),
         Call(1, 6, "munmap", (X, L, 0, 0, 0, 0), 0),
@@ -216,14 +214,9 @@ def test_check_reports_a_flawed_designs_violation(tmp_path: Path) -> None:
     """The replay's oracle is the real one: a design known to miss mappings
     after an mremap of a faulted VMA is caught on a trace that does that."""
     X = 0x7F0000000000
-    stack = _vma(0x7FFF00000000, 0x7FFF00021000, flags="rd,wr,mr,mw,me,gd,ac",
-                 anon=((0x20, 0x20, ""),), path="[stack]")
     moved = X + 0x100000
     ev = [
-        Start(1, 0, "/bin/x", 0),
-        Call(1, 1, "execve", (0,) * 6, 0),
-        Exec(1, 2, 1, 0x600000000, "/bin/x", (stack,), 0),
-        Ret(1, 3, "execve", 0, (), 0),
+        *_started(),
         Call(1, 4, "mmap", (X, 0x4000, 3, 0x32, 0xFFFFFFFF, 0), 0),
         Ret(1, 5, "mmap", X, (_vma(X, X + 0x4000),), 0),
         Fault(1, 6, X, 6, True, 0),
